@@ -1,0 +1,51 @@
+"""Storefront: the application factory that wires settings, store, cache and the web layer together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from storefront.services import Services, build_services
+from storefront.settings import SettingsError, load_settings
+
+__all__ = ["create_app", "Services", "SettingsError"]
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings -> services (store, cache, purger) -> blueprints -> errors -> CLI.
+
+    ``test_config`` holds setting names without the ``STOREFRONT_`` prefix; when it is given the
+    environment is not read, so a test never picks up a developer's shell settings.
+    """
+    app = Flask(__name__, instance_relative_config=True, template_folder="../templates",
+                static_folder="../static")
+    environ = os.environ if test_config is None else {}
+    settings = load_settings(environ, test_config, app.instance_path)
+    app.config.update(
+        # Werkzeug's own limit turns an oversized body into a 413 before a view reads it.
+        MAX_CONTENT_LENGTH=256 * 1024,
+        JSON_SORT_KEYS=False,
+        SECRET_KEY=settings.secret_key or None,
+    )
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.extensions["storefront"] = build_services(settings)
+
+    from storefront.web import register_web
+
+    register_web(app)
+
+    from storefront.cli import register_cli
+
+    register_cli(app)
+    _configure_logging(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not app.logger.handlers and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,230 @@
+"""STOREFRONT_* settings: read and validated once, at start-up, into one frozen object."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+PREFIX = "STOREFRONT_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+def _str(value: str) -> str:
+    return value.strip()
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return parse
+
+
+def _env(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("production", "development"):
+        raise ValueError("must be 'production' or 'development'")
+    return value
+
+
+def _database_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""  # the SQLite file under instance/, filled in by load_settings
+    if value.startswith("sqlite:///"):
+        if len(value) == len("sqlite:///"):
+            raise ValueError("needs a file path after sqlite:///")
+        return value
+    if value.startswith("mysql://"):
+        parts = urlsplit(value)
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError("must look like mysql://user:pass@host:port/db")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return value
+    raise ValueError("must start with sqlite:/// or mysql://")
+
+
+def _redis_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _tokens(value: str) -> tuple[str, ...]:
+    tokens = tuple(token.strip() for token in value.split(",") if token.strip())
+    for token in tokens:
+        if len(token) < 16:
+            # Never echo the token itself: error messages end up in logs.
+            raise ValueError("every token must be at least 16 characters")
+    return tokens
+
+
+def _secret(value: str) -> str:
+    value = value.strip()
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters")
+    return value
+
+
+def _base_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an absolute http(s) URL such as https://widgets.example.com")
+    return value
+
+
+def _purge_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    scheme = urlsplit(value).scheme
+    if scheme not in ("fastly", "cloudflare", "varnish", "http", "https", "none"):
+        raise ValueError("must be a fastly://, cloudflare:// or varnish:// purger URL")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    doc: str
+    production_required: bool = False
+
+
+# The one list of settings; the README's configuration table is generated from it
+# (`flask --app storefront settings-table`).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ENV", _env, "production", "`production` or `development` (no tokens or secrets needed, /preview open)."),
+    Setting("DATABASE_URL", _database_url, "", "`sqlite:////abs/path.db`, `sqlite:///relative.db` or `mysql://user:pass@host:port/db`. Default: `instance/storefront.db`."),
+    Setting("DB_TIMEOUT_S", _int_between(1, 60), "2", "Database connect/read/write timeout in seconds."),
+    Setting("REDIS_URL", _redis_url, "", "Shared render cache and invalidation bus. Unset: in-process cache only."),
+    Setting("ADMIN_TOKENS", _tokens, "", "Comma-separated bearer tokens for `/admin/v1` (each at least 16 chars).", True),
+    Setting("SHOPIFY_API_SECRET", _secret, "", "Shopify app secret: webhook HMAC and app proxy signatures.", True),
+    Setting("SECRET_KEY", _secret, "", "Signs preview links.", True),
+    Setting("PUBLIC_BASE_URL", _base_url, "", "Absolute base URL of this service as shoppers reach it (through the CDN); the only source of absolute URLs in output. Development default: `http://127.0.0.1:8000`.", True),
+    Setting("CDN_PURGE", _purge_url, "", "CDN purger URL (Fastly, Cloudflare, Varnish). Unset: no CDN purge."),
+    Setting("BROWSER_TTL_S", _int_between(0, 31536000), "60", "`max-age` of widget responses."),
+    Setting("EDGE_TTL_S", _int_between(0, 31536000), "86400", "`s-maxage` of widget responses."),
+    Setting("STALE_WHILE_REVALIDATE_S", _int_between(0, 31536000), "60", "`stale-while-revalidate` of widget responses."),
+    Setting("STALE_IF_ERROR_S", _int_between(0, 31536000), "86400", "`stale-if-error` of widget responses."),
+    Setting("NEGATIVE_TTL_S", _int_between(0, 3600), "60", "How long unknown shops/products are remembered (and `max-age` of the 404)."),
+    Setting("RENDER_TTL_S", _int_between(1, 31536000), "3600", "Soft expiry of a cached render; after it the render is refreshed."),
+    Setting("STALE_TTL_S", _int_between(0, 31536000), "604800", "How long a render is kept past its soft expiry to serve when the database is down."),
+    Setting("LOCAL_CACHE_BYTES", _int_between(0, 1 << 34), "67108864", "Byte budget of each worker's in-process cache tier (0 disables it)."),
+    Setting("LOCAL_CACHE_TTL_S", _int_between(0, 3600), "5", "TTL of the in-process tier: the bound on staleness if an invalidation message is lost."),
+    Setting("REDIS_CONNECT_TIMEOUT_MS", _int_between(1, 10000), "50", "Redis socket connect timeout."),
+    Setting("REDIS_TIMEOUT_MS", _int_between(1, 10000), "50", "Redis socket read/write timeout."),
+    Setting("BREAKER_FAILURES", _int_between(1, 1000), "3", "Consecutive Redis failures that open the circuit breaker."),
+    Setting("BREAKER_RESET_S", _int_between(1, 3600), "5", "How long the open breaker skips Redis before trying again."),
+    Setting("LOCK_TTL_MS", _int_between(100, 60000), "5000", "Lifetime of the one-render-per-key lock."),
+    Setting("LOCK_WAIT_MS", _int_between(0, 60000), "1000", "How long a request waits for another worker's render before rendering or serving stale."),
+)
+
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:8000"
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting, parsed. Attribute names are the lower-case setting names."""
+
+    env: str
+    database_url: str
+    db_timeout_s: int
+    redis_url: str
+    admin_tokens: tuple[str, ...]
+    shopify_api_secret: str
+    secret_key: str
+    public_base_url: str
+    cdn_purge: str
+    browser_ttl_s: int
+    edge_ttl_s: int
+    stale_while_revalidate_s: int
+    stale_if_error_s: int
+    negative_ttl_s: int
+    render_ttl_s: int
+    stale_ttl_s: int
+    local_cache_bytes: int
+    local_cache_ttl_s: int
+    redis_connect_timeout_ms: int
+    redis_timeout_ms: int
+    breaker_failures: int
+    breaker_reset_s: int
+    lock_ttl_ms: int
+    lock_wait_ms: int
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None, overrides: Mapping[str, Any] | None, instance_path: str
+) -> Settings:
+    """Defaults, then ``STOREFRONT_*`` from ``environ``, then ``overrides`` (tests).
+
+    Raises :class:`SettingsError` with one line naming the first bad setting.
+    """
+    raw: dict[str, str] = {setting.name: setting.default for setting in SETTINGS}
+    for key, value in (environ or {}).items():
+        if key.startswith(PREFIX) and key[len(PREFIX):] in _BY_NAME:
+            raw[key[len(PREFIX):]] = value
+    for key, value in (overrides or {}).items():
+        if key not in _BY_NAME or not _KEY.match(key):
+            raise SettingsError(f"{PREFIX}{key}: unknown setting")
+        raw[key] = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+    parsed: dict[str, Any] = {}
+    for setting in SETTINGS:
+        try:
+            parsed[setting.name.lower()] = setting.parse(raw[setting.name])
+        except ValueError as error:
+            raise SettingsError(f"{PREFIX}{setting.name} {error}") from None
+    if not parsed["database_url"]:
+        parsed["database_url"] = "sqlite:///" + os.path.join(instance_path, "storefront.db")
+
+    if not parsed["public_base_url"] and parsed["env"] == "development":
+        parsed["public_base_url"] = DEVELOPMENT_BASE_URL
+    settings = Settings(**parsed)
+    if not settings.development:
+        for setting in SETTINGS:
+            if setting.production_required and not raw[setting.name].strip():
+                raise SettingsError(
+                    f"{PREFIX}{setting.name} is required when {PREFIX}ENV=production "
+                    f"(set it, or use {PREFIX}ENV=development locally)"
+                )
+    return settings
+
+
+def settings_table() -> str:
+    """The README's configuration table, in Markdown."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for setting in SETTINGS:
+        default = f"`{setting.default}`" if setting.default else "(unset)"
+        required = " Required in production." if setting.production_required else ""
+        rows.append(f"| `{PREFIX}{setting.name}` | {default} | {setting.doc}{required} |")
+    return "\n".join(rows)

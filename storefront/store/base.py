@@ -1,0 +1,156 @@
+"""The Store interface: what the rest of the app may ask of the database, and its records."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+WIDGET_KINDS = ("subscription", "bundle", "loyalty")
+
+
+class StoreError(Exception):
+    """Base of every error a store raises on purpose."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or did not answer in time (after one reconnect)."""
+
+
+class NotFound(StoreError):
+    """The shop, product, draft or version asked for does not exist."""
+
+
+class Conflict(StoreError):
+    """The change is impossible in the current state (for instance publish with no draft)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Shop:
+    shop: str
+    name: str
+    currency: str
+    money_format: str
+    default_locale: str
+    locales: tuple[str, ...]
+    # Bumped on every update: part of every render's cache key.
+    version: int
+    created_at: str
+    updated_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shop": self.shop,
+            "name": self.name,
+            "currency": self.currency,
+            "money_format": self.money_format,
+            "default_locale": self.default_locale,
+            "locales": list(self.locales),
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Product:
+    shop: str
+    product_id: int
+    # The validated Shopify product document (widget-model.md), as stored.
+    document: dict[str, Any]
+    # Bumped on every update: part of every render's cache key.
+    version: int
+    updated_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedVersion:
+    version: int
+    settings: dict[str, Any]
+    published_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WidgetState:
+    shop: str
+    kind: str
+    draft: dict[str, Any] | None
+    draft_updated_at: str | None
+    published: PublishedVersion | None
+
+
+class Store(abc.ABC):
+    """One database behind one interface. Implementations: SQLiteStore, MySQLStore.
+
+    Connections are per thread (one per request under gunicorn), opened lazily on first
+    use and closed by :meth:`close` at the end of each request. Nothing connects at import
+    or construction time. Every method is atomic: it commits or changes nothing.
+    Timestamps are UTC ISO-8601 strings with a ``Z`` suffix, second precision.
+    """
+
+    # -- schema -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply the numbered migrations not yet recorded; return the names applied."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close this thread's connection, if any (end of request)."""
+
+    # -- shops ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_shop(self, shop: str) -> Shop | None: ...
+
+    @abc.abstractmethod
+    def put_shop(self, shop: str, fields: dict[str, Any]) -> tuple[Shop, bool]:
+        """Create or replace the shop's fields (name, currency, money_format,
+        default_locale, locales). Returns (shop, created). An update bumps version."""
+
+    @abc.abstractmethod
+    def delete_shop(self, shop: str) -> bool:
+        """Delete the shop with its products, widgets and versions. False if absent."""
+
+    # -- products ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_product(self, shop: str, product_id: int) -> Product | None: ...
+
+    @abc.abstractmethod
+    def put_product(self, shop: str, product_id: int, document: dict[str, Any]) -> tuple[Product, bool]:
+        """Create or replace. Raises NotFound if the shop does not exist. Returns (product, created)."""
+
+    @abc.abstractmethod
+    def delete_product(self, shop: str, product_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def list_product_ids(self, shop: str) -> list[int]: ...
+
+    # -- widgets -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_widget(self, shop: str, kind: str) -> WidgetState:
+        """The draft and the current published version (either may be None)."""
+
+    @abc.abstractmethod
+    def put_draft(self, shop: str, kind: str, settings: dict[str, Any]) -> WidgetState:
+        """Store the complete (defaults filled) draft. Raises NotFound without the shop."""
+
+    @abc.abstractmethod
+    def publish(self, shop: str, kind: str) -> int:
+        """Append the draft as the next version (gap-free, unique under concurrency) and
+        make it current, atomically. Raises Conflict when there is no draft."""
+
+    @abc.abstractmethod
+    def rollback(self, shop: str, kind: str, version: int) -> int:
+        """Re-publish version ``version``'s settings as a new version. NotFound if absent."""
+
+    @abc.abstractmethod
+    def list_versions(self, shop: str, kind: str) -> list[PublishedVersion]:
+        """Every published version, oldest first."""
+
+    # -- webhooks ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def record_webhook(self, webhook_id: str) -> bool:
+        """Remember a processed webhook id. True if new, False if already seen."""

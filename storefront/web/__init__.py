@@ -1,0 +1,27 @@
+"""The HTTP layer: the only package that reads flask.request; registers blueprints and error handlers."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_web(app: Flask) -> None:
+    from storefront.web import admin, errors, ops, preview, widgets
+
+    errors.register_error_handlers(app)
+    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(admin.blueprint)
+    app.register_blueprint(widgets.blueprint)
+    app.register_blueprint(preview.blueprint)
+
+    services = app.extensions["storefront"]
+
+    @app.teardown_appcontext
+    def _close_request(_exc: BaseException | None) -> None:
+        services.close_request()
+
+    @app.after_request
+    def _never_set_cookie(response):  # type: ignore[no-untyped-def]
+        # Responses sit in shared caches: a cookie on one would be served to everybody.
+        response.headers.remove("Set-Cookie")
+        return response
