@@ -16,6 +16,10 @@ def register_web(app: Flask) -> None:
 
     services = app.extensions["storefront"]
 
+    @app.before_request
+    def _start_request() -> None:
+        services.start_request()
+
     @app.teardown_appcontext
     def _close_request(_exc: BaseException | None) -> None:
         services.close_request()

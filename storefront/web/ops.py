@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from storefront import metrics
 from storefront.store import StoreUnavailable
 
 blueprint = Blueprint("ops", __name__)
@@ -31,3 +32,9 @@ def readyz() -> tuple[Response, int]:
     response = jsonify({"database": database, "cache": cache})
     response.headers["Cache-Control"] = "no-store"
     return response, 200 if ready else 503
+
+
+@blueprint.get("/metrics")
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})

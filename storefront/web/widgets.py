@@ -1,22 +1,19 @@
-"""Public widget endpoints: validate -> look up -> (cache) -> render -> respond with CDN-grade headers."""
+"""Public widget endpoints: validate -> look up -> render cache -> respond with CDN-grade HTTP."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from storefront.render import render_widget
+from storefront.cache import CachedRender, CacheResult
 from storefront.services import Services
+from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
-from storefront.web.widget_request import WidgetRequest, parse_widget_request, resolve_locale
+from storefront.web.widget_request import WidgetRequest, parse_widget_request
+from storefront.widget_lookup import Missing
 
 blueprint = Blueprint("widgets", __name__)
 
-MAX_PRODUCT_ID = 2**63 - 1
-
-
-def _not_found(what: str, services: Services) -> ApiError:
-    ttl = services.settings.negative_ttl_s
-    return ApiError(404, f"no such {what}", {what: "not found"}, cache_control=f"public, max-age={ttl}")
+ENCODINGS = ("br", "gzip", "identity")
 
 
 def _has_body() -> bool:
@@ -29,40 +26,40 @@ def widget(shop: str, filename: str) -> Response:
     raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.path
     widget_request = parse_widget_request(
         shop, filename, raw_path.partition("?")[0], environ.get("QUERY_STRING", ""), _has_body())
-    return serve_widget(current_app.extensions["storefront"], widget_request)
+    services: Services = current_app.extensions["storefront"]
+    result = fetch_render(services, widget_request)
+    return widget_response(services, widget_request, result)
 
 
-def serve_widget(services: Services, req: WidgetRequest) -> Response:
-    store, settings = services.store, services.settings
-    shop = store.get_shop(req.shop)
-    if shop is None:
-        raise _not_found("shop", services)
-    product = None
-    if req.product_id is not None:
-        product = store.get_product(req.shop, req.product_id) if req.product_id <= MAX_PRODUCT_ID else None
-        if product is None:
-            raise _not_found("product", services)
-    state = store.get_widget(req.shop, req.kind)
-    published = state.published
-    locale = resolve_locale(req.locale, shop.default_locale, shop.locales)
-    body, content_type = render_widget(
-        req.kind, req.fmt,
-        shop=shop.to_json(),
-        settings=published.settings if published else None,
-        settings_version=published.version if published else None,
-        product=product.document if product else None,
-        locale=locale,
-        base_url=settings.public_base_url,
-    )
-    response = Response(body, content_type=content_type)
-    response.headers["Cache-Control"] = (
-        f"public, max-age={settings.browser_ttl_s}, s-maxage={settings.edge_ttl_s}, "
-        f"stale-while-revalidate={settings.stale_while_revalidate_s}, "
-        f"stale-if-error={settings.stale_if_error_s}")
-    tags = [f"shop:{req.shop}", f"widget:{req.shop}:{req.kind}"]
-    if req.product_id is not None:
-        tags.append(f"product:{req.shop}:{req.product_id}")
-    response.headers["Surrogate-Key"] = " ".join(tags)
-    response.headers["Cache-Tag"] = ",".join(tags)
-    response.headers["Vary"] = "Accept-Encoding"
-    return response
+def fetch_render(services: Services, req: WidgetRequest) -> CacheResult:
+    """The render for ``req``: from a cache tier, rendered once, or (database down) the last good copy."""
+    try:
+        inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
+    except Missing as missing:
+        ttl = services.settings.negative_ttl_s
+        raise ApiError(404, f"no such {missing.what}", {missing.what: "not found"},
+                       cache_control=f"public, max-age={ttl}") from None
+    except StoreUnavailable:
+        stale = services.renders.last_good(req)
+        if stale is None:
+            raise
+        return stale
+    return services.renders.get(req, inputs)
+
+
+def widget_response(services: Services, req: WidgetRequest, result: CacheResult) -> Response:
+    entry: CachedRender = result.entry
+    headers = services.renders.headers_for(req)
+    headers["ETag"] = entry.etag
+    headers["X-Cache"] = result.status
+    if result.status == "MISS":
+        headers["Server-Timing"] = f"render;dur={entry.render_ms:.2f}"
+    if request.if_none_match and request.if_none_match.contains_weak(entry.etag.strip('"')):
+        # Answered from the header alone: nothing is decompressed or rendered for a 304.
+        return Response(status=304, headers=headers)
+    encoding = request.accept_encodings.best_match(ENCODINGS, default="identity") or "identity"
+    body = entry.br if encoding == "br" else entry.gzip if encoding == "gzip" else entry.identity
+    if encoding != "identity":
+        headers["Content-Encoding"] = encoding
+    # For HEAD, werkzeug sends these headers (Content-Length included) and drops the body.
+    return Response(body, headers=headers, content_type=entry.content_type)

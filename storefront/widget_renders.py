@@ -1,0 +1,99 @@
+"""Widget renders through the render cache: the cache key, the render call, and the response headers."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from pathlib import Path
+
+from storefront import metrics
+from storefront.cache import STALE, CacheResult, RenderCache
+from storefront.render import render_widget
+from storefront.settings import Settings
+from storefront.web.widget_request import WidgetRequest
+from storefront.widget_lookup import RenderInputs
+
+_ROOT = Path(__file__).resolve().parent
+
+
+@functools.cache
+def render_revision() -> str:
+    """A digest of the code and templates that produce widget bytes.
+
+    It is part of every cache key, so a deploy that changes a template never serves bytes
+    rendered by the old one from Redis.
+    """
+    digest = hashlib.blake2b(digest_size=6)
+    sources = sorted((_ROOT / "render").rglob("*")) + sorted((_ROOT.parent / "templates" / "widgets").rglob("*"))
+    for path in sources:
+        if path.is_file() and path.suffix in (".py", ".html", ".js", ".css", ".txt"):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class WidgetRenders:
+    """Builds keys from the normalised request plus versions, and renders on a miss."""
+
+    def __init__(self, cache: RenderCache, settings: Settings, revision: str | None = None) -> None:
+        self.cache = cache
+        self.settings = settings
+        self.revision = revision or render_revision()
+        self.cache_control = (
+            f"public, max-age={settings.browser_ttl_s}, s-maxage={settings.edge_ttl_s}, "
+            f"stale-while-revalidate={settings.stale_while_revalidate_s}, "
+            f"stale-if-error={settings.stale_if_error_s}")
+
+    @staticmethod
+    def tags(req: WidgetRequest) -> tuple[str, ...]:
+        tags = (f"shop:{req.shop}", f"widget:{req.shop}:{req.kind}")
+        if req.product_id is not None:
+            tags += (f"product:{req.shop}:{req.product_id}",)
+        return tags
+
+    def headers_for(self, req: WidgetRequest) -> dict[str, str]:
+        tags = self.tags(req)
+        return {
+            "Cache-Control": self.cache_control,
+            "Surrogate-Key": " ".join(tags),
+            "Cache-Tag": ",".join(tags),
+            "Vary": "Accept-Encoding",
+        }
+
+    @staticmethod
+    def _scope(req: WidgetRequest) -> str:
+        # Braces make this Redis Cluster hash tag: a render's value, lock and last-good copy share a slot.
+        return f"{{{req.shop}:{req.kind}:{req.product_id or '-'}}}:{req.fmt}"
+
+    def _last_good_key(self, req: WidgetRequest, stale_locale: str) -> str:
+        return f"{self._scope(req)}:{stale_locale}"
+
+    def get(self, req: WidgetRequest, inputs: RenderInputs) -> CacheResult:
+        locale = req.locale if req.locale in inputs.locales else inputs.default_locale
+        if req.fmt == "css":
+            locale = inputs.default_locale  # the stylesheet is the same in every language
+        stale_locale = "" if locale == inputs.default_locale else locale
+        key = f"{self._scope(req)}:{locale}:{inputs.versions}:{self.revision}"
+
+        def render() -> tuple[bytes, str]:
+            started = time.perf_counter()
+            rendered = render_widget(
+                req.kind, req.fmt, shop=inputs.shop, settings=inputs.settings,
+                settings_version=inputs.settings_version, product=inputs.product, locale=locale,
+                base_url=self.settings.public_base_url)
+            metrics.RENDERS.labels(req.kind).inc()
+            metrics.RENDER_DURATION.labels(req.kind).observe(time.perf_counter() - started)
+            return rendered
+
+        return self.cache.get_or_render(key, render, tags=self.tags(req),
+                                        last_good_key=self._last_good_key(req, stale_locale))
+
+    def last_good(self, req: WidgetRequest) -> CacheResult | None:
+        """The last good render when the inputs cannot be read (database down), else None."""
+        for stale_locale in dict.fromkeys((req.locale or "", "")):
+            entry = self.cache.get_stale(self._last_good_key(req, stale_locale))
+            if entry is not None:
+                metrics.STALE_SERVED.inc()
+                return CacheResult(entry, STALE, "stale")
+        return None
