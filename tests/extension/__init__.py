@@ -1,0 +1,1 @@
+"""Tests for the Shopify theme app extension in extensions/storefront-widgets."""
