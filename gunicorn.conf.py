@@ -17,3 +17,26 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "10000"
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in one directory and
+# /metrics sums them. The directory must exist, and be emptied, before any worker imports
+# prometheus_client, so it is prepared here, in the master.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _metrics_dir:
+    import tempfile
+
+    _metrics_dir = tempfile.mkdtemp(prefix="storefront-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

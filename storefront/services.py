@@ -82,7 +82,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     # Nothing here connects: connections open lazily on first use in a request.
     store = create_store(settings.database_url, settings.db_timeout_s)
-    cache = create_render_cache(settings, on_event=metrics.on_cache_event)
+    cache = create_render_cache(settings, settings.redis_key_prefix, on_event=metrics.on_cache_event)
     return Services(
         settings=settings,
         store=store,

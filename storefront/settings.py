@@ -69,6 +69,12 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _key_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:_.-]{1,64}", value):
+        raise ValueError("must be 1-64 characters of letters, digits and :_.-")
+    return value
+
+
 def _tokens(value: str) -> tuple[str, ...]:
     tokens = tuple(token.strip() for token in value.split(",") if token.strip())
     for token in tokens:
@@ -100,8 +106,9 @@ def _purge_url(value: str) -> str:
     if not value:
         return ""
     scheme = urlsplit(value).scheme
-    if scheme not in ("fastly", "cloudflare", "varnish", "http", "https", "none"):
-        raise ValueError("must be a fastly://, cloudflare:// or varnish:// purger URL")
+    # "+http" variants point a purger at a plain-HTTP stand-in of the CDN's API (tests, staging).
+    if scheme.removesuffix("+http") not in ("fastly", "cloudflare", "varnish", "none"):
+        raise ValueError("must be a fastly://, cloudflare:// or varnish:// purger URL (or none)")
     return value
 
 
@@ -121,6 +128,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", _database_url, "", "`sqlite:////abs/path.db`, `sqlite:///relative.db` or `mysql://user:pass@host:port/db`. Default: `instance/storefront.db`."),
     Setting("DB_TIMEOUT_S", _int_between(1, 60), "2", "Database connect/read/write timeout in seconds."),
     Setting("REDIS_URL", _redis_url, "", "Shared render cache and invalidation bus. Unset: in-process cache only."),
+    Setting("REDIS_KEY_PREFIX", _key_prefix, "sf:", "Prefix of every Redis key and channel (lets deployments share a Redis)."),
     Setting("ADMIN_TOKENS", _tokens, "", "Comma-separated bearer tokens for `/admin/v1` (each at least 16 chars).", True),
     Setting("SHOPIFY_API_SECRET", _secret, "", "Shopify app secret: webhook HMAC and app proxy signatures.", True),
     Setting("SECRET_KEY", _secret, "", "Signs preview links.", True),
@@ -156,6 +164,7 @@ class Settings:
     database_url: str
     db_timeout_s: int
     redis_url: str
+    redis_key_prefix: str
     admin_tokens: tuple[str, ...]
     shopify_api_secret: str
     secret_key: str
