@@ -25,7 +25,8 @@ def render_revision() -> str:
     rendered by the old one from Redis.
     """
     digest = hashlib.blake2b(digest_size=6)
-    sources = sorted((_ROOT / "render").rglob("*")) + sorted((_ROOT.parent / "templates" / "widgets").rglob("*"))
+    templates = _ROOT.parent / "templates" / "widgets"
+    sources = sorted((_ROOT / "render").rglob("*")) + sorted(templates.rglob("*"))
     for path in sources:
         if path.is_file() and path.suffix in (".py", ".html", ".js", ".css", ".txt"):
             digest.update(path.name.encode())

@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-
 from storefront.store import WIDGET_KINDS
 from storefront.web.errors import ApiError
 from storefront.web.widget_request import LOCALE, PRODUCT, SHOP, parse_query, resolve_locale
