@@ -148,9 +148,15 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
 
     def stop(self) -> None:
         self._running = False
+        try:
+            # close() alone leaves a thread blocked in accept() and the port listening (Linux).
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for sock in self._connections:
@@ -160,3 +166,56 @@ class TcpProxy:
                 except OSError:
                     pass
             self._connections.clear()
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+class GunicornServer:
+    """The app as production runs it: `init-db`, `seed-demo`, then gunicorn with gunicorn.conf.py."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, seed: bool = True) -> None:
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STOREFRONT_", "PROMETHEUS_"))}
+        self.env.update(env)
+        flask = os.path.join(VENV_BIN, "flask")
+        subprocess.run([flask, "--app", "storefront", "init-db"], cwd=ROOT, env=self.env, check=True,
+                       capture_output=True, timeout=60)
+        if seed:
+            subprocess.run([flask, "--app", "storefront", "seed-demo"], cwd=ROOT, env=self.env, check=True,
+                           capture_output=True, timeout=60)
+        import tempfile
+
+        # A file, not a pipe: a chatty server must never block on a full pipe nobody reads.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers), "--threads", str(threads), "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(self.port, timeout=30)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        """Stop gracefully; returns what gunicorn wrote to stderr."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        output = self.log.read().decode("utf-8", "replace")
+        self.log.close()
+        return output
