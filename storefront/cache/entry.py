@@ -1,0 +1,155 @@
+"""What the render cache stores: a render compressed once, and its compact checksummed byte encoding."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import hashlib
+import struct
+import time
+import zlib
+
+import brotli
+
+# Layout (big-endian, no padding):
+#   magic 4s | version B | kind B | created d | soft_expiry d | render_ms d
+#   | content_type length H | etag length B | identity length I | gzip length I | br length I
+#   | content_type | etag | identity | gzip | br | crc32 of everything before it (I)
+# A version bump makes old values decode to None (a miss), so a deploy never misreads them.
+MAGIC = b"SFRC"
+VERSION = 1
+_KIND_RENDER = 1
+_KIND_NOT_FOUND = 2
+_HEADER = struct.Struct("!4sBBdddHBIII")
+_CRC = struct.Struct("!I")
+# Rough bytes a Python object with eight fields costs beyond its payloads.
+_OBJECT_OVERHEAD = 400
+_MAX_MESSAGE_BYTES = 1000
+
+
+def strong_etag(identity: bytes) -> str:
+    """A strong ETag from the identity body: 128 bits of blake2b, urlsafe base64, quoted."""
+    digest = hashlib.blake2b(identity, digest_size=16).digest()
+    return '"' + base64.urlsafe_b64encode(digest).decode("ascii")[:22] + '"'
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CachedRender:
+    """One render: the identity body plus its gzip and brotli forms, compressed once when built."""
+
+    etag: str
+    created: float
+    soft_expiry: float
+    render_ms: float
+    content_type: str
+    identity: bytes
+    gzip: bytes
+    br: bytes
+
+    @classmethod
+    def build(
+        cls, body: bytes, content_type: str, render_ms: float, ttl_s: float, *, now: float | None = None
+    ) -> CachedRender:
+        body = bytes(body)
+        created = time.time() if now is None else now
+        return cls(
+            etag=strong_etag(body),
+            created=created,
+            soft_expiry=created + ttl_s,
+            render_ms=float(render_ms),
+            content_type=content_type,
+            identity=body,
+            # mtime=0: the same body always gives the same bytes, whichever worker compressed it.
+            gzip=gzip.compress(body, compresslevel=9, mtime=0),
+            br=brotli.compress(body, mode=brotli.MODE_TEXT, quality=11),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this entry holds, for the local tier's byte budget."""
+        return (
+            len(self.identity) + len(self.gzip) + len(self.br) + len(self.content_type) + len(self.etag)
+            + _OBJECT_OVERHEAD
+        )
+
+    def encode(self) -> bytes:
+        content_type = self.content_type.encode("utf-8")
+        etag = self.etag.encode("ascii")
+        return _pack(
+            _KIND_RENDER, self.created, self.soft_expiry, self.render_ms,
+            content_type, etag, self.identity, self.gzip, self.br,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview | None) -> CachedRender | None:
+        """The entry, or None for anything truncated, foreign, corrupted or not a render."""
+        entry = decode_entry(data)
+        return entry if isinstance(entry, CachedRender) else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotFoundEntry:
+    """A remembered NotFoundRender (the negative cache): its message and when it stops counting."""
+
+    message: str
+    expires: float
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.message) + 200
+
+    def encode(self) -> bytes:
+        # Cut on a character boundary: a split UTF-8 sequence would make the value undecodable.
+        message = self.message.encode("utf-8")[:_MAX_MESSAGE_BYTES].decode("utf-8", "ignore").encode("utf-8")
+        return _pack(_KIND_NOT_FOUND, self.expires, self.expires, 0.0, message, b"", b"", b"", b"")
+
+
+def _pack(
+    kind: int, created: float, soft_expiry: float, render_ms: float,
+    content_type: bytes, etag: bytes, identity: bytes, gzip_body: bytes, br_body: bytes,
+) -> bytes:
+    header = _HEADER.pack(
+        MAGIC, VERSION, kind, created, soft_expiry, render_ms,
+        len(content_type), len(etag), len(identity), len(gzip_body), len(br_body),
+    )
+    payload = b"".join((header, content_type, etag, identity, gzip_body, br_body))
+    return payload + _CRC.pack(zlib.crc32(payload))
+
+
+def decode_entry(data: bytes | bytearray | memoryview | None) -> CachedRender | NotFoundEntry | None:
+    """Whatever the encoding holds, or None when it is not an intact value of this format version."""
+    if data is None:
+        return None
+    try:
+        view = memoryview(data)
+        if len(view) < _HEADER.size + _CRC.size or view[:4] != MAGIC:
+            return None
+        (_magic, version, kind, created, soft_expiry, render_ms,
+         type_len, etag_len, identity_len, gzip_len, br_len) = _HEADER.unpack_from(view)
+        end = _HEADER.size + type_len + etag_len + identity_len + gzip_len + br_len
+        if version != VERSION or len(view) != end + _CRC.size:
+            return None
+        if zlib.crc32(view[:end]) != _CRC.unpack_from(view, end)[0]:
+            return None
+        at = _HEADER.size
+        content_type = str(view[at:at + type_len], "utf-8")
+        at += type_len
+        if kind == _KIND_NOT_FOUND:
+            return NotFoundEntry(message=content_type, expires=soft_expiry)
+        if kind != _KIND_RENDER:
+            return None
+        etag = str(view[at:at + etag_len], "ascii")
+        at += etag_len
+        identity = bytes(view[at:at + identity_len])
+        at += identity_len
+        gzip_body = bytes(view[at:at + gzip_len])
+        at += gzip_len
+        br_body = bytes(view[at:at + br_len])
+    except (TypeError, ValueError, struct.error):
+        # ValueError covers UnicodeDecodeError: bytes that pass the CRC by chance are still refused.
+        return None
+    return CachedRender(
+        etag=etag, created=created, soft_expiry=soft_expiry, render_ms=render_ms,
+        content_type=content_type, identity=identity, gzip=gzip_body, br=br_body,
+    )

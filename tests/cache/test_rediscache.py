@@ -1,0 +1,209 @@
+"""RedisCache beyond the contract, on the shared real Redis: prefixes, PX TTLs, locks, pub/sub, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from storefront.cache import RedisCache
+from storefront.cache.breaker import CLOSED
+from tests.services import unique_name
+
+pytestmark = pytest.mark.redis
+
+MakeCache = Callable[..., RedisCache]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_values_live_under_the_prefix_with_a_px_ttl(
+    make_redis_cache: MakeCache, raw_redis: redis.Redis, key_prefix: str
+) -> None:
+    cache = make_redis_cache()
+    cache.set("k", b"v", 2.5)
+    assert raw_redis.get(key_prefix + "k") == b"v"
+    assert 2000 < raw_redis.pttl(key_prefix + "k") <= 2500
+
+
+def test_set_many_writes_each_with_its_ttl(
+    make_redis_cache: MakeCache, raw_redis: redis.Redis, key_prefix: str
+) -> None:
+    cache = make_redis_cache()
+    assert cache.set_many([("a", b"1", 10), ("b", b"2", 100), ("skipped", b"3", 0)])
+    assert (cache.get("a"), cache.get("b"), cache.get("skipped")) == (b"1", b"2", None)
+    assert 9000 < raw_redis.pttl(key_prefix + "a") <= 10_000
+    assert 99_000 < raw_redis.pttl(key_prefix + "b") <= 100_000
+
+
+def test_clear_touches_no_other_prefix(make_redis_cache: MakeCache, raw_redis: redis.Redis) -> None:
+    mine = make_redis_cache()
+    other_prefix = unique_name("sftest") + ":"
+    other = make_redis_cache(key_prefix=other_prefix)
+    try:
+        for number in range(1200):  # more than one SCAN/UNLINK batch
+            mine.set(f"k{number}", b"v", 30)
+        other.set("k1", b"theirs", 30)
+        assert mine.clear() == 1200
+        assert mine.get("k1") is None
+        assert other.get("k1") == b"theirs"
+    finally:
+        raw_redis.delete(other_prefix + "k1")
+
+
+def test_a_lock_has_one_owner(make_redis_cache: MakeCache) -> None:
+    first, second = make_redis_cache(), make_redis_cache()
+    mine = first.acquire_lock("render-1", 5000)
+    assert mine.acquired and not mine.held_elsewhere
+    theirs = second.acquire_lock("render-1", 5000)
+    assert not theirs.acquired and theirs.held_elsewhere
+    assert second.acquire_lock("render-2", 5000).acquired, "locks are per name"
+
+
+def test_only_the_owner_releases_a_lock(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    mine = cache.acquire_lock("render", 5000)
+    assert cache.release_lock("render", "not-the-token") is False
+    assert cache.acquire_lock("render", 5000).held_elsewhere
+    assert cache.release_lock("render", mine.token) is True
+    assert cache.acquire_lock("render", 5000).acquired
+
+
+def test_a_lock_expires_after_its_ttl_and_the_old_owner_cannot_release_the_new_one(
+    make_redis_cache: MakeCache,
+) -> None:
+    cache = make_redis_cache()
+    old = cache.acquire_lock("render", 100)
+    time.sleep(0.2)
+    new = cache.acquire_lock("render", 5000)
+    assert new.acquired
+    assert cache.release_lock("render", old.token) is False
+    assert cache.acquire_lock("render", 5000).held_elsewhere
+
+
+def test_publish_reaches_a_listener_until_it_stops(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    received: list[bytes] = []
+    subscription = cache.listen("invalidate", received.append)
+    try:
+        assert subscription.subscribed.wait(3)
+        assert cache.publish("invalidate", b"shop:a") == 1
+        assert cache.publish("invalidate", "shop:b") == 1
+        assert wait_until(lambda: len(received) == 2)
+        assert received == [b"shop:a", b"shop:b"]
+    finally:
+        subscription.stop()
+    assert not subscription.alive
+    assert cache.publish("invalidate", b"shop:c") == 0
+
+
+def test_channels_are_prefixed(make_redis_cache: MakeCache) -> None:
+    received: list[bytes] = []
+    subscription = make_redis_cache().listen("invalidate", received.append)
+    other = make_redis_cache(key_prefix=unique_name("sftest") + ":")
+    try:
+        assert subscription.subscribed.wait(3)
+        assert other.publish("invalidate", b"not for you") == 0
+    finally:
+        subscription.stop()
+    assert received == []
+
+
+def test_a_failing_callback_does_not_end_the_subscription(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    received: list[bytes] = []
+
+    def callback(data: bytes) -> None:
+        received.append(data)
+        if data == b"boom":
+            raise RuntimeError("handler bug")
+
+    subscription = cache.listen("invalidate", callback)
+    try:
+        assert subscription.subscribed.wait(3)
+        cache.publish("invalidate", b"boom")
+        cache.publish("invalidate", b"after")
+        assert wait_until(lambda: received == [b"boom", b"after"])
+        assert subscription.alive
+    finally:
+        subscription.stop()
+
+
+def test_the_subscription_pings_a_quiet_server_and_stays_up(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    subscription = cache.listen("invalidate", lambda data: None, ping_interval_s=0.1)
+    try:
+        assert subscription.subscribed.wait(3)
+        time.sleep(0.8)
+        assert subscription.subscriptions == 1, "pongs keep it alive: no resubscription"
+        assert cache.stats()["errors"] == {}
+    finally:
+        subscription.stop()
+
+
+def test_a_server_error_is_a_miss_counted_and_does_not_trip_the_breaker(
+    make_redis_cache: MakeCache, raw_redis: redis.Redis, key_prefix: str
+) -> None:
+    errors: list[tuple[str, BaseException]] = []
+    cache = make_redis_cache(on_error=lambda backend, exc: errors.append((backend, exc)))
+    raw_redis.rpush(key_prefix + "a-list", b"x")  # GET on a list: -WRONGTYPE
+    for _ in range(5):
+        assert cache.get("a-list") is None
+    assert cache.breaker.state == CLOSED
+    assert len(errors) == 5
+    assert {backend for backend, _ in errors} == {"redis"}
+    assert all(isinstance(exc, redis.ResponseError) for _, exc in errors)
+    assert cache.stats()["errors"] == {"ResponseError": 5}
+
+
+def test_a_failing_error_hook_is_contained(
+    make_redis_cache: MakeCache, raw_redis: redis.Redis, key_prefix: str
+) -> None:
+    def hook(backend: str, exc: BaseException) -> None:
+        raise RuntimeError("metrics down")
+
+    cache = make_redis_cache(on_error=hook)
+    raw_redis.rpush(key_prefix + "a-list", b"x")
+    assert cache.get("a-list") is None
+
+
+def test_errors_are_logged_once_per_interval_per_kind(
+    make_redis_cache: MakeCache, raw_redis: redis.Redis, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = make_redis_cache(log_interval_s=60)
+    raw_redis.rpush(key_prefix + "a-list", b"x")
+    with caplog.at_level("WARNING", logger="storefront.cache.rediscache"):
+        for _ in range(10):
+            cache.get("a-list")
+    assert len([record for record in caplog.records if "ResponseError" in record.getMessage()]) == 1
+
+
+def test_many_threads_share_one_client(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    start = threading.Barrier(20)
+    wrong: list[int] = []
+
+    def work(number: int) -> None:
+        start.wait()
+        for round_ in range(50):
+            value = f"{number}-{round_}".encode()
+            cache.set(f"t{number}", value, 10)
+            if cache.get(f"t{number}") != value:
+                wrong.append(number)
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
