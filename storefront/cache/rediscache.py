@@ -162,11 +162,19 @@ class RedisCache:
 
     def clear(self) -> int:
         """Delete every key under this prefix (tests, ``flask`` commands); returns how many."""
+        return self.delete_matching("*")
+
+    def delete_matching(self, pattern: str) -> int:
+        """Delete the keys under this prefix matching the glob ``pattern`` (an explicit purge).
+
+        SCAN walks the keyspace in small steps, so Redis never blocks on it; the caller (an admin
+        request) pays for the walk, shoppers do not.
+        """
 
         def run(client: redis.Redis) -> int:
             deleted = 0
             batch: list[bytes] = []
-            for full in client.scan_iter(match=_glob_escape(self.key_prefix) + "*", count=500):
+            for full in client.scan_iter(match=_glob_escape(self.key_prefix) + pattern, count=500):
                 batch.append(full)
                 if len(batch) >= 500:
                     deleted += client.unlink(*batch)
@@ -175,7 +183,7 @@ class RedisCache:
                 deleted += client.unlink(*batch)
             return deleted
 
-        return self._call("clear", run, 0)
+        return self._call("delete_matching", run, 0)
 
     # -- locks ----------------------------------------------------------------------------------
 
