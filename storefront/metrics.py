@@ -43,6 +43,19 @@ def on_cache_event(name: str, **labels: Any) -> None:
         BACKEND_ERRORS.labels(labels.get("backend", "unknown")).inc()
 
 
+CDN_PURGES = Counter("storefront_cdn_purges_total", "CDN purge calls by outcome.", ["cdn", "result"])
+
+
+def on_purge_event(name: str, **labels: Any) -> None:
+    """The purge queue's event hook: outcomes counted, failures and drops as backend errors."""
+    if name != "purge":
+        return
+    result = labels.get("result", "unknown")
+    CDN_PURGES.labels(labels.get("cdn", "unknown"), result).inc()
+    if result in ("failed", "dropped"):
+        BACKEND_ERRORS.labels("cdn").inc()
+
+
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every worker's metrics (or this process's, outside gunicorn)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

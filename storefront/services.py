@@ -9,6 +9,8 @@ import threading
 
 from storefront import metrics
 from storefront.cache import RenderCache, create_render_cache
+from storefront.cdn import PurgeQueue, create_purger
+from storefront.preview_links import PreviewSigner
 from storefront.settings import Settings
 from storefront.store import Store, create_store
 from storefront.widget_lookup import WidgetLookup
@@ -26,6 +28,8 @@ class Services:
     cache: RenderCache
     lookup: WidgetLookup
     renders: WidgetRenders
+    preview_signer: PreviewSigner
+    purger: PurgeQueue
     _listener_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _listener: object | None = None
 
@@ -34,17 +38,39 @@ class Services:
 
         Render keys carry the versions of the shop, the widget and the product, so the shared
         tier can never answer with bytes from before the change. What remains is each worker's
-        in-process state: this worker drops it now, and the others on the broadcast message (or,
-        if that is lost, when the short in-process TTL runs out).
+        in-process state (this worker drops it now, the others on the broadcast message or, if
+        that is lost, when the short in-process TTL runs out) and the CDN's copies.
         """
-        tags = [f"shop:{shop}"] if kind is None and product_id is None else []
-        if kind is not None:
-            tags.append(f"widget:{shop}:{kind}")
-        if product_id is not None:
-            tags.append(f"product:{shop}:{product_id}")
+        tags = self.scope_tags(shop, kind, product_id)
         self._drop_local(shop, tags)
         if self.cache.shared is not None:
             self.cache.shared.publish(INVALIDATION_CHANNEL, json.dumps({"shop": shop, "tags": tags}))
+        self.purger.submit(tags)
+
+    def purge(self, shop: str, *, kind: str | None = None, product_id: int | None = None) -> int:
+        """Forget cached renders of a scope without a data change: Redis, every worker, the CDN.
+
+        Returns how many shared-tier keys were deleted.
+        """
+        deleted = 0
+        if self.cache.shared is not None:
+            deleted = self.cache.shared.delete_matching(self.renders.purge_pattern(shop, kind, product_id))
+        self.changed(shop, kind=kind, product_id=product_id)
+        return deleted
+
+    def deleted(self, shop: str, *, product_id: int | None = None) -> None:
+        """A shop or product is gone. Its versions restart if it is created again, so its shared
+        renders are deleted, not just left behind under keys a re-created one could reach."""
+        self.purge(shop, product_id=product_id)
+
+    @staticmethod
+    def scope_tags(shop: str, kind: str | None, product_id: int | None) -> list[str]:
+        """The surrogate keys naming a scope; the narrowest wins (kind and product: the product)."""
+        if product_id is not None:
+            return [f"product:{shop}:{product_id}"]
+        if kind is not None:
+            return [f"widget:{shop}:{kind}"]
+        return [f"shop:{shop}"]
 
     def _drop_local(self, shop: str, tags: list[str]) -> None:
         self.lookup.invalidate_shop([shop])
@@ -89,4 +115,8 @@ def build_services(settings: Settings) -> Services:
         cache=cache,
         lookup=WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s),
         renders=WidgetRenders(cache, settings),
+        # Development may run without a secret; its preview links are then signed with a fixed
+        # key, which is fine for a laptop and refused in production by the settings check.
+        preview_signer=PreviewSigner(settings.secret_key or "storefront-development-preview-key"),
+        purger=PurgeQueue(create_purger(settings.cdn_purge), on_event=metrics.on_purge_event),
     )

@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from storefront import validation
+from storefront.preview_links import PreviewGrant
 from storefront.services import Services
 from storefront.store import WIDGET_KINDS, Conflict, NotFound
 from storefront.web.errors import ApiError
@@ -93,6 +95,23 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _optional_object_body() -> dict[str, Any]:
+    body = _json_body(required=False)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(422, "the body must be a JSON object", {"$": "must be an object"})
+    return body
+
+
+def _optional_product_id(body: dict[str, Any], fields: dict[str, str]) -> int | None:
+    product_id = body.get("product_id")
+    if product_id is not None and (isinstance(product_id, bool) or not isinstance(product_id, int)
+                                   or not 1 <= product_id <= validation.MAX_ID):
+        fields["product_id"] = "must be a product id (a positive integer)"
+    return product_id
+
+
 def _validated(check, *args: Any) -> Any:  # type: ignore[no-untyped-def]
     try:
         return check(*args)
@@ -127,7 +146,7 @@ def delete_shop(shop: str) -> tuple[str, int]:
     shop = _shop_domain(shop)
     if not _services().store.delete_shop(shop):
         raise ApiError(404, "no such shop", {"shop": "not found"})
-    _services().changed(shop)
+    _services().deleted(shop)
     return "", 204
 
 
@@ -158,7 +177,7 @@ def delete_product(shop: str, product_id: str) -> tuple[str, int]:
     shop, pid = _shop_domain(shop), _product_id(product_id)
     if not _services().store.delete_product(shop, pid):
         raise ApiError(404, "no such product", {"product_id": "not found"})
-    _services().changed(shop, product_id=pid)
+    _services().deleted(shop, product_id=pid)
     return "", 204
 
 
@@ -231,3 +250,46 @@ def list_widget_versions(shop: str, kind: str) -> Response:
     _existing_shop(shop)
     versions = _services().store.list_versions(shop, kind)
     return jsonify([{"version": v.version, "published_at": v.published_at} for v in versions])
+
+
+@blueprint.post("/shops/<shop>/widgets/<kind>/preview-links")
+def create_preview_link(shop: str, kind: str) -> tuple[Response, int]:
+    shop, kind = _shop_domain(shop), _kind(kind)
+    body = _optional_object_body()
+    fields: dict[str, str] = {}
+    product_id = _optional_product_id(body, fields)
+    locale = body.get("locale")
+    if locale is not None and not validation.valid_locale(locale):
+        fields["locale"] = "must look like en or en-US"
+    draft = body.get("draft", False)
+    if not isinstance(draft, bool):
+        fields["draft"] = "must be true or false"
+    if fields:
+        raise ApiError(422, "the request did not pass validation", fields)
+    services = _services()
+    _existing_shop(shop)
+    if product_id is not None and services.store.get_product(shop, product_id) is None:
+        raise ApiError(404, "no such product", {"product_id": "not found"})
+    if draft and services.store.get_widget(shop, kind).draft is None:
+        raise ApiError(409, "there is no draft to preview", {"draft": "missing"})
+    token, expires_at = services.preview_signer.sign(PreviewGrant(
+        shop=shop, kind=kind, product_id=product_id, locale=locale, draft=draft))
+    url = f"{services.settings.public_base_url}/preview/{shop}/{kind}?{urlencode({'token': token})}"
+    return jsonify({"url": url, "expires_at": expires_at}), 201
+
+
+@blueprint.post("/shops/<shop>/purge")
+def purge_shop(shop: str) -> tuple[Response, int]:
+    shop = _shop_domain(shop)
+    body = _optional_object_body()
+    fields: dict[str, str] = {}
+    kind = body.get("kind")
+    if kind is not None and kind not in WIDGET_KINDS:
+        fields["kind"] = f"must be one of {', '.join(WIDGET_KINDS)}"
+    product_id = _optional_product_id(body, fields)
+    if fields:
+        raise ApiError(422, "the request did not pass validation", fields)
+    _existing_shop(shop)
+    deleted = _services().purge(shop, kind=kind, product_id=product_id)
+    scope = {"shop": shop, "kind": kind, "product_id": product_id}
+    return jsonify({"purged": scope, "origin_keys_deleted": deleted}), 202

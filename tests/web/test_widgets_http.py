@@ -286,3 +286,25 @@ def test_post_is_405_json(stack) -> None:  # type: ignore[no-untyped-def]
     response = stack[0].test_client().post(JS)
     assert response.status_code == 405
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_recreated_shop_and_product_never_get_old_bytes(stack) -> None:  # type: ignore[no-untyped-def]
+    """Versions restart when a shop is re-created; its old renders must not answer for the new one."""
+    from tests.web.test_admin import SHOP_BODY
+
+    client = stack[0].test_client()
+    product = client.get(f"/admin/v1/shops/{SHOP}/products/{COFFEE}", headers=AUTH).get_json()["product"]
+    old = client.get(JS.replace(".js", ".json")).get_json()
+    assert client.delete(f"/admin/v1/shops/{SHOP}", headers=AUTH).status_code == 204
+    client.put(f"/admin/v1/shops/{SHOP}", json={**SHOP_BODY, "money_format": "{{amount}} USD"}, headers=AUTH)
+    renamed = {**product, "title": "A different coffee"}
+    client.put(f"/admin/v1/shops/{SHOP}/products/{COFFEE}", json=renamed, headers=AUTH)
+    client.put(f"/admin/v1/shops/{SHOP}/widgets/subscription", json={"settings": {}}, headers=AUTH)
+    client.post(f"/admin/v1/shops/{SHOP}/widgets/subscription/publish", headers=AUTH)
+    new = client.get(JS.replace(".js", ".json")).get_json()
+    assert new != old
+    assert "A different coffee" in str(new) and "USD" in str(new)
+    # Same for a product deleted and re-created at version 1 again.
+    client.delete(f"/admin/v1/shops/{SHOP}/products/{COFFEE}", headers=AUTH)
+    client.put(f"/admin/v1/shops/{SHOP}/products/{COFFEE}", json={**product, "title": "Third"}, headers=AUTH)
+    assert "Third" in str(client.get(JS.replace(".js", ".json")).get_json())
