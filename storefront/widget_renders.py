@@ -67,6 +67,11 @@ class WidgetRenders:
         # Braces make this Redis Cluster hash tag: a render's value, lock and last-good copy share a slot.
         return f"{{{req.shop}:{req.kind}:{req.product_id or '-'}}}:{req.fmt}"
 
+    @staticmethod
+    def purge_pattern(shop: str, kind: str | None, product_id: int | None) -> str:
+        """A Redis glob for every cached render of a scope (shop, shop+kind, shop+product...)."""
+        return f"{{{shop}:{kind or '*'}:{product_id if product_id is not None else '*'}}}*"
+
     def _last_good_key(self, req: WidgetRequest, stale_locale: str) -> str:
         return f"{self._scope(req)}:{stale_locale}"
 
