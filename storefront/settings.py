@@ -20,6 +20,19 @@ def _str(value: str) -> str:
     return value.strip()
 
 
+def _bool(value: str) -> bool:
+    value = value.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _optional_database_url(value: str) -> str:
+    return _database_url(value) if value.strip() else ""
+
+
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
@@ -126,8 +139,11 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("ENV", _env, "production", "`production` or `development` (no tokens or secrets needed, /preview open)."),
     Setting("DATABASE_URL", _database_url, "", "`sqlite:////abs/path.db`, `sqlite:///relative.db` or `mysql://user:pass@host:port/db`. Default: `instance/storefront.db`."),
+    Setting("DATABASE_REPLICA_URL", _optional_database_url, "", "A read replica (`mysql://...`) for widget reads; admin reads and writes, and reads of a shop just changed, go to the primary."),
+    Setting("REPLICA_PIN_S", _int_between(0, 3600), "10", "After a change, how long reads of that shop go to the primary (bounds replica lag for read-your-writes)."),
     Setting("DB_TIMEOUT_S", _int_between(1, 60), "2", "Database connect/read/write timeout in seconds."),
     Setting("REDIS_URL", _redis_url, "", "Shared render cache and invalidation bus. Unset: in-process cache only."),
+    Setting("REDIS_CLUSTER", _bool, "false", "Treat `STOREFRONT_REDIS_URL` as a seed node of a Redis Cluster."),
     Setting("REDIS_KEY_PREFIX", _key_prefix, "sf:", "Prefix of every Redis key and channel (lets deployments share a Redis)."),
     Setting("ADMIN_TOKENS", _tokens, "", "Comma-separated bearer tokens for `/admin/v1` (each at least 16 chars).", True),
     Setting("SHOPIFY_API_SECRET", _secret, "", "Shopify app secret: webhook HMAC and app proxy signatures.", True),
@@ -162,8 +178,11 @@ class Settings:
 
     env: str
     database_url: str
+    database_replica_url: str
+    replica_pin_s: int
     db_timeout_s: int
     redis_url: str
+    redis_cluster: bool
     redis_key_prefix: str
     admin_tokens: tuple[str, ...]
     shopify_api_secret: str
