@@ -43,9 +43,28 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     _configure_logging(app)
+    if settings.sentry_dsn:
+        _configure_sentry(settings.sentry_dsn, settings.env)
     return app
 
 
 def _configure_logging(app: Flask) -> None:
-    if not app.logger.handlers and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """JSON lines on stderr, unless the host process (a test runner, say) configured logging already."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    from storefront.web.request_log import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _configure_sentry(dsn: str, environment: str) -> None:
+    """Errors to Sentry when a DSN is configured; no personal data, no request bodies or headers."""
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    sentry_sdk.init(dsn=dsn, environment=environment, integrations=[FlaskIntegration()],
+                    send_default_pii=False, max_request_body_size="never", traces_sample_rate=0.0)

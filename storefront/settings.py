@@ -33,6 +33,13 @@ def _optional_database_url(value: str) -> str:
     return _database_url(value) if value.strip() else ""
 
 
+def _sentry_dsn(value: str) -> str:
+    value = value.strip()
+    if value and urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError("must be a Sentry DSN (https://key@host/project)")
+    return value
+
+
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
@@ -150,6 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", _secret, "", "Signs preview links.", True),
     Setting("PUBLIC_BASE_URL", _base_url, "", "Absolute base URL of this service as shoppers reach it (through the CDN); the only source of absolute URLs in output. Development default: `http://127.0.0.1:8000`.", True),
     Setting("CDN_PURGE", _purge_url, "", "CDN purger URL (Fastly, Cloudflare, Varnish). Unset: no CDN purge."),
+    Setting("SENTRY_DSN", _sentry_dsn, "", "Send errors to Sentry (also read from plain `SENTRY_DSN`). Off when unset."),
     Setting("BROWSER_TTL_S", _int_between(0, 31536000), "60", "`max-age` of widget responses."),
     Setting("EDGE_TTL_S", _int_between(0, 31536000), "86400", "`s-maxage` of widget responses."),
     Setting("STALE_WHILE_REVALIDATE_S", _int_between(0, 31536000), "60", "`stale-while-revalidate` of widget responses."),
@@ -189,6 +197,7 @@ class Settings:
     secret_key: str
     public_base_url: str
     cdn_purge: str
+    sentry_dsn: str
     browser_ttl_s: int
     edge_ttl_s: int
     stale_while_revalidate_s: int
@@ -218,6 +227,8 @@ def load_settings(
     Raises :class:`SettingsError` with one line naming the first bad setting.
     """
     raw: dict[str, str] = {setting.name: setting.default for setting in SETTINGS}
+    if (environ or {}).get("SENTRY_DSN"):
+        raw["SENTRY_DSN"] = environ["SENTRY_DSN"]  # the name Sentry's own tools use
     for key, value in (environ or {}).items():
         if key.startswith(PREFIX) and key[len(PREFIX):] in _BY_NAME:
             raw[key[len(PREFIX):]] = value

@@ -6,8 +6,9 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from storefront.web import admin, errors, ops, preview, widgets
+    from storefront.web import admin, errors, ops, preview, request_log, widgets
 
+    request_log.register_request_log(app)
     errors.register_error_handlers(app)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(admin.blueprint)

@@ -8,6 +8,7 @@ from storefront.cache import CachedRender, CacheResult
 from storefront.services import Services
 from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
+from storefront.web.request_log import annotate
 from storefront.web.widget_request import WidgetRequest, parse_widget_request
 from storefront.widget_lookup import Missing
 
@@ -27,7 +28,10 @@ def widget(shop: str, filename: str) -> Response:
     widget_request = parse_widget_request(
         shop, filename, raw_path.partition("?")[0], environ.get("QUERY_STRING", ""), _has_body())
     services: Services = current_app.extensions["storefront"]
+    annotate(shop=widget_request.shop, kind=widget_request.kind, format=widget_request.fmt)
     result = fetch_render(services, widget_request)
+    annotate(cache=result.status, tier=result.tier,
+             render_ms=round(result.entry.render_ms, 3) if result.status == "MISS" else None)
     return widget_response(services, widget_request, result)
 
 
