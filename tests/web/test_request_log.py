@@ -47,7 +47,8 @@ def test_one_json_line_per_request_with_cache_fields(seeded_app, caplog) -> None
 def test_admin_token_not_in_logs(seeded_app, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
     client = seeded_app.test_client()
-    client.get("/admin/v1/shops/demo-coffee.myshopify.com", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    client.get("/admin/v1/shops/demo-coffee.myshopify.com", headers=auth)
     formatter = JsonFormatter()
     text = "\n".join(formatter.format(record) for record in caplog.records)
     assert ADMIN_TOKEN not in text
