@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -46,11 +47,16 @@ def _grant(shop: str, kind: str) -> PreviewGrant:
         params = parse_query(raw_query, DEVELOPMENT_PARAMS)
         return PreviewGrant(shop=shop, kind=kind, locale=params.get("locale"), draft=False,
                             product_id=int(params["product"]) if "product" in params else None)
-    params = parse_query(raw_query, {"token": re.compile(TOKEN)})
+    params = parse_query(raw_query, {"token": re.compile(TOKEN), **DEVELOPMENT_PARAMS})
     try:
-        return services.preview_signer.verify(params["token"], shop, kind)
+        grant = services.preview_signer.verify(params["token"], shop, kind)
     except PreviewTokenError as error:
         raise ApiError(403, str(error), {"token": str(error)}, code="forbidden") from None
+    # The link grants a shop's widget; which of its products and languages to look at is the
+    # viewer's choice (the page's selector), so those may be changed without a new link.
+    return dataclasses.replace(
+        grant, locale=params.get("locale", grant.locale),
+        product_id=int(params["product"]) if "product" in params else grant.product_id)
 
 
 def _inputs(grant: PreviewGrant) -> tuple[Any, list[dict[str, Any]], dict[str, Any] | None, str]:
@@ -78,12 +84,20 @@ def preview(shop: str, kind: str) -> Response:
     query: dict[str, str] = {"locale": locale}
     if product is not None and kind != "loyalty":
         query = {"product": str(product["id"]), "locale": locale}
+    token = request.args.get("token")
     if grant.draft:
         # The draft never goes through the public endpoint or the shared cache.
-        widget_js_url = f"{base}/preview/{shop}/{kind}/draft.js?{urlencode({'token': request.args['token']})}"
+        draft_query = urlencode({"token": token, **query})
+        widget_js_url = f"{base}/preview/{shop}/{kind}/draft.js?{draft_query}"
+        widget_css_url = f"{base}/preview/{shop}/{kind}/draft.css?{draft_query}"
     else:
+        published = _services().store.get_widget(shop, kind).published
         widget_js_url = f"{base}/v1/shops/{shop}/widgets/{kind}.js?{urlencode(query)}"
-    context = preview_context(shop_record.to_json(), documents, product, kind, locale, widget_js_url)
+        widget_css_url = (f"{base}/v1/shops/{shop}/widgets/{kind}.css?"
+                          f"v={published.version if published else 0}")
+    context = preview_context(shop_record.to_json(), documents, product, kind, locale, widget_js_url,
+                              widget_css_url=widget_css_url,
+                              hidden_fields={"token": token} if token else None)
     return _no_store(Response(render_template("preview/product_page.html", **context)))
 
 
@@ -102,8 +116,9 @@ def draft_asset(shop: str, kind: str, fmt: str) -> Response:
         state.published.settings if state.published else None)
     base = _services().settings.public_base_url
     token_query = urlencode({"token": request.args["token"]})
+
     body, content_type = render_widget(
         kind, fmt, shop=shop_record.to_json(), settings=settings, settings_version=None,
         product=product if kind != "loyalty" else None, locale=locale, base_url=base,
-        stylesheet_url=f"{base}/preview/{shop}/{kind}/draft.css?{token_query}")
+        stylesheet_url_override=f"{base}/preview/{shop}/{kind}/draft.css?{token_query}")
     return _no_store(Response(body, content_type=content_type))

@@ -1,0 +1,1 @@
+"""Render tests: structure, discounts, escaping and formats of the widget outputs, no app needed."""
