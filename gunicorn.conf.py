@@ -1,13 +1,15 @@
 """gunicorn settings for Storefront (`gunicorn -c gunicorn.conf.py wsgi:app`); overridable by GUNICORN_*."""
 
+import errno
 import multiprocessing
 import os
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Rendering is CPU-bound and short; a few threads per worker hide database and Redis latency.
 workers = int(os.environ.get("GUNICORN_WORKERS", min(multiprocessing.cpu_count() * 2 + 1, 8)))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
@@ -40,3 +42,31 @@ def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+class DrainingThreadWorker(ThreadWorker):
+    """gthread, plus: on SIGTERM, first take every connection already waiting in the listen backlog.
+
+    Those clients have connected and sent their requests; closing the listener would reset
+    them. Taking them before accepting stops means a graceful shutdown (a deploy, a scale-in)
+    answers every request that reached the host before the signal.
+    """
+
+    def set_accept_enabled(self, enabled):
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.setblocking(False)
+                while True:
+                    try:
+                        client, address = listener.accept()
+                    except OSError as error:
+                        if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                            break
+                        raise
+                    self.nr_conns += 1
+                    client.setblocking(True)
+                    self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
+        super().set_accept_enabled(enabled)
+
+
+worker_class = DrainingThreadWorker
