@@ -42,6 +42,8 @@ class Services:
         that is lost, when the short in-process TTL runs out) and the CDN's copies.
         """
         tags = self.scope_tags(shop, kind, product_id)
+        # Pinned before the local state is dropped, so nothing re-reads it from a lagging replica.
+        self.store.pin_primary(shop, self.settings.replica_pin_s)
         self._drop_local(shop, tags)
         if self.cache.shared is not None:
             self.cache.shared.publish(INVALIDATION_CHANNEL, json.dumps({"shop": shop, "tags": tags}))
@@ -79,9 +81,13 @@ class Services:
     def _on_message(self, data: bytes) -> None:
         try:
             message = json.loads(data)
-            self._drop_local(str(message["shop"]), [str(tag) for tag in message["tags"]])
+            shop, tags = str(message["shop"]), [str(tag) for tag in message["tags"]]
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed invalidation message")
+            return
+        # Every worker reads a changed shop from the primary for a while: read-your-writes.
+        self.store.pin_primary(shop, self.settings.replica_pin_s)
+        self._drop_local(shop, tags)
 
     def start_request(self) -> None:
         """First request in this process: start listening for other workers' invalidations.
@@ -107,7 +113,8 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     # Nothing here connects: connections open lazily on first use in a request.
-    store = create_store(settings.database_url, settings.db_timeout_s)
+    store = create_store(settings.database_url, settings.db_timeout_s,
+                         replica_url=settings.database_replica_url, replica_pin_s=settings.replica_pin_s)
     cache = create_render_cache(settings, settings.redis_key_prefix, on_event=metrics.on_cache_event)
     return Services(
         settings=settings,

@@ -1,4 +1,4 @@
-"""The render cache: bytes by key in an in-process tier and a shared Redis tier, built from settings."""
+"""The render cache: bytes by key in an in-process tier and a shared Redis (or Redis Cluster) tier."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from storefront.cache.breaker import CircuitBreaker
 from storefront.cache.entry import CachedRender, NotFoundEntry, decode_entry, strong_etag
 from storefront.cache.local import LocalCache
-from storefront.cache.rediscache import LockAttempt, RedisCache, Subscription
+from storefront.cache.rediscache import LockAttempt, RedisCache, RedisClusterCache, Subscription
 from storefront.cache.render_cache import (
     HIT,
     LAST_GOOD_PREFIX,
@@ -35,6 +35,7 @@ __all__ = [
     "NotFoundEntry",
     "NotFoundRender",
     "RedisCache",
+    "RedisClusterCache",
     "RenderCache",
     "Subscription",
     "create_render_cache",
@@ -51,12 +52,14 @@ def create_render_cache(
 ) -> RenderCache:
     """The tiers the settings ask for: no Redis tier without a URL, no local tier with a zero budget.
 
-    Nothing connects here; the first request does (after gunicorn forks, as it should).
+    With ``settings.redis_cluster`` the URL is a seed node of a Redis Cluster. Nothing connects here;
+    the first request does (after gunicorn forks, as it should).
     """
     local = LocalCache(settings.local_cache_bytes) if settings.local_cache_bytes > 0 else None
     shared = None
     if settings.redis_url:
-        shared = RedisCache(
+        shared_class = RedisClusterCache if settings.redis_cluster else RedisCache
+        shared = shared_class(
             settings.redis_url,
             key_prefix=key_prefix,
             connect_timeout_ms=settings.redis_connect_timeout_ms,

@@ -1,8 +1,9 @@
-"""The shared cache tier over Redis: short timeouts, a circuit breaker, and every error turned into a miss."""
+"""The shared cache tier over Redis or Redis Cluster: short timeouts, circuit breakers, every error a miss."""
 
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import threading
 import time
@@ -12,8 +13,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import AskError, ClusterDownError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Compare-and-delete: a lock whose TTL ran out and was taken by another worker is not ours to drop.
+# It touches KEYS[1] only, so on a cluster it runs on the one node that owns the lock's slot.
 _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
@@ -31,7 +35,11 @@ end
 return 0
 """
 _LOCK_NAMESPACE = "lock:"
+# RESP2 without CLIENT SETINFO: a new connection costs no round trip before the command
+# (RESP3 adds HELLO and maintenance-notification handshakes, which may relax timeouts).
+_CONNECTION_OPTIONS: dict[str, Any] = {"protocol": 2, "driver_info": None}
 _FAILED = object()
+_SCAN_BATCH = 500
 
 
 class LockAttempt(NamedTuple):
@@ -81,7 +89,8 @@ class RedisCache:
     skips Redis altogether until its reset time has passed. Errors the server itself answers with
     (OOM, READONLY) do not trip the breaker: they cost no waiting, and reads still work.
 
-    Keys are stored under ``key_prefix``; nothing connects before the first call.
+    Keys are stored under ``key_prefix``; the cache's own namespaces (``lock:``) go between the prefix
+    and the caller's key. Nothing connects before the first call.
     """
 
     backend = "redis"
@@ -106,30 +115,32 @@ class RedisCache:
         self.breaker = breaker if breaker is not None else CircuitBreaker(3, 5.0)
         if self.breaker.on_change is None:
             self.breaker.on_change = self._breaker_changed
-        self._client = redis.Redis.from_url(
-            url,
+        self.max_connections = max_connections
+        self._error_log = _ErrorLog(log, log_interval_s)
+        self._stats_lock = threading.Lock()
+        self._errors: Counter[str] = Counter()
+        self._skipped = 0
+        self._client = self._create_client()
+
+    def _create_client(self) -> Any:
+        client = redis.Redis.from_url(
+            self.url,
             socket_connect_timeout=self.connect_timeout_s,
             socket_timeout=self.timeout_s,
             # redis-py retries 10 times by default: each retry would add a full timeout.
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
-            max_connections=max_connections,
-            # RESP2 without CLIENT SETINFO: a new connection costs no round trip before the command
-            # (RESP3 adds HELLO and maintenance-notification handshakes, which may relax timeouts).
-            protocol=2,
-            driver_info=None,
+            max_connections=self.max_connections,
+            **_CONNECTION_OPTIONS,
         )
-        self._release_script = self._client.register_script(_RELEASE_LOCK)
-        self._error_log = _ErrorLog(log, log_interval_s)
-        self._stats_lock = threading.Lock()
-        self._errors: Counter[str] = Counter()
-        self._skipped = 0
+        self._release_script = client.register_script(_RELEASE_LOCK)
+        return client
 
     # -- the cache contract -------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
         full = self.key_prefix + key
-        return self._call("get", lambda client: client.get(full), None)
+        return self._call_key("get", full, lambda client: client.get(full), None)
 
     def set(self, key: str, value: bytes, ttl_s: float) -> bool:
         """Store ``value`` with a PX TTL; a TTL under a millisecond deletes the key instead."""
@@ -138,7 +149,7 @@ class RedisCache:
             self.delete(key)
             return False
         full = self.key_prefix + key
-        return bool(self._call("set", lambda client: client.set(full, value, px=px), False))
+        return bool(self._call_key("set", full, lambda client: client.set(full, value, px=px), False))
 
     def set_many(self, items: Iterable[tuple[str, bytes, float]]) -> bool:
         """Several ``(key, value, ttl_s)`` writes in one round trip (not atomic)."""
@@ -158,7 +169,7 @@ class RedisCache:
 
     def delete(self, key: str) -> bool:
         full = self.key_prefix + key
-        return bool(self._call("delete", lambda client: client.delete(full), 0))
+        return bool(self._call_key("delete", full, lambda client: client.delete(full), 0))
 
     def clear(self) -> int:
         """Delete every key under this prefix (tests, ``flask`` commands); returns how many."""
@@ -174,9 +185,9 @@ class RedisCache:
         def run(client: redis.Redis) -> int:
             deleted = 0
             batch: list[bytes] = []
-            for full in client.scan_iter(match=_glob_escape(self.key_prefix) + pattern, count=500):
+            for full in client.scan_iter(match=_glob_escape(self.key_prefix) + pattern, count=_SCAN_BATCH):
                 batch.append(full)
-                if len(batch) >= 500:
+                if len(batch) >= _SCAN_BATCH:
                     deleted += client.unlink(*batch)
                     batch.clear()
             if batch:
@@ -191,14 +202,16 @@ class RedisCache:
         """``SET lock NX PX ttl`` with a random token; only the token's holder can release it."""
         token = secrets.token_hex(16)
         full = self.key_prefix + _LOCK_NAMESPACE + name
-        won = self._call("lock", lambda client: client.set(full, token, nx=True, px=ttl_ms), _FAILED)
+        won = self._call_key(
+            "lock", full, lambda client: client.set(full, token, nx=True, px=ttl_ms), _FAILED)
         if won is _FAILED:
             return LockAttempt(None, False)
         return LockAttempt(token, False) if won else LockAttempt(None, True)
 
     def release_lock(self, name: str, token: str) -> bool:
         full = self.key_prefix + _LOCK_NAMESPACE + name
-        return bool(self._call("unlock", lambda client: self._release_script(keys=[full], args=[token]), 0))
+        return bool(self._call_key(
+            "unlock", full, lambda client: self._release_script(keys=[full], args=[token], client=client), 0))
 
     # -- pub/sub --------------------------------------------------------------------------------
 
@@ -245,10 +258,13 @@ class RedisCache:
     def close(self) -> None:
         self._client.close()
 
+    def _call_key(self, op: str, full_key: str, fn: Callable[[Any], T], default: T) -> T:
+        """A command on one key (the cluster variant routes it, and its breaker, by the key's slot)."""
+        return self._call(op, fn, default)
+
     def _call(self, op: str, fn: Callable[[redis.Redis], T], default: T) -> T:
         if not self.breaker.allow():
-            with self._stats_lock:
-                self._skipped += 1
+            self._count_skip()
             return default
         try:
             result = fn(self._client)
@@ -268,6 +284,16 @@ class RedisCache:
             return default
         self.breaker.record_success()
         return result
+
+    def _count_skip(self) -> None:
+        with self._stats_lock:
+            self._skipped += 1
+
+    def _open_pubsub(self, attempt: int) -> tuple[Any, str]:
+        """A pubsub for the ``attempt``-th subscription (0 first, +1 per failure) and the server it uses."""
+        kwargs = self._client.connection_pool.connection_kwargs
+        server = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return self._client.pubsub(), server
 
     def report_error(self, op: str, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -292,7 +318,10 @@ class RedisCache:
 
 
 class Subscription:
-    """A daemon thread subscribed to one channel; it resubscribes after errors with a capped backoff."""
+    """A daemon thread subscribed to one channel; it resubscribes after errors with a capped backoff.
+
+    On a cluster each attempt after a failure goes to the next node, so a dead node is left behind.
+    """
 
     _POLL_S = 0.2
     _BACKOFF_MIN_S = 0.1
@@ -316,6 +345,9 @@ class Subscription:
         # Set while subscribed (tests and readiness checks wait on it).
         self.subscribed = threading.Event()
         self.subscriptions = 0
+        # host:port of the server the subscription is (or was last) on.
+        self.server: str | None = None
+        self._failures = 0
         self._thread = threading.Thread(target=self._run, name=f"redis-listen:{channel}", daemon=True)
 
     def start(self) -> None:
@@ -335,7 +367,7 @@ class Subscription:
         while not self._stopping.is_set():
             pubsub = None
             try:
-                pubsub = self._cache._client.pubsub()
+                pubsub, self.server = self._cache._open_pubsub(self._failures)
                 pubsub.subscribe(self._full_channel)
                 last_heard = last_ping = time.monotonic()
                 while not self._stopping.is_set():
@@ -357,6 +389,7 @@ class Subscription:
                         raise RedisTimeoutError("no reply to PING on the subscription")
             except Exception as exc:
                 self.subscribed.clear()
+                self._failures += 1
                 self._cache.report_error("subscribe", exc)
             finally:
                 if pubsub is not None:
@@ -383,6 +416,326 @@ class Subscription:
         except Exception:
             log.exception("redis message callback for %s failed", self.channel)
 
+
+class RedisClusterCache(RedisCache):
+    """The same shared tier on a Redis Cluster; ``url`` is one seed node, the others are discovered.
+
+    Keys: the caller's key carries one ``{hash tag}`` and the cache's namespaces go between the prefix
+    and that key (``sf:{tag}:...``, ``sf:lock:{tag}:...``, ``sf:last-good:{tag}:...``), so a render's
+    value, lock and last-good pointer hash to one slot and live on one master. Every command touches
+    keys of one slot (the lock release script included); batches are split by node.
+
+    Failures: one command per call, like the single-node client (redis-py's cluster retries are off;
+    it still follows MOVED/ASK). Each master has its own breaker, so a dead or hung master costs a
+    few timeouts on its own keys and then nothing, while keys on the other masters still hit. The
+    ``breaker`` passed in guards the cluster as a whole: it counts what says no node is serving (the
+    client cannot be built, a topology refresh reaches no node, CLUSTERDOWN). With the server default
+    ``cluster-require-full-coverage yes`` one lost master makes the whole cluster answer CLUSTERDOWN
+    (redis-py then pauses 250 ms per call until that breaker opens); a cache cluster should run with
+    ``cluster-require-full-coverage no``.
+
+    Pub/sub is classic PUBLISH/SUBSCRIBE, which the cluster broadcasts to every node: the subscriber
+    listens on one node and moves to the next one when that node fails.
+
+    Nothing connects before the first call (redis-py's cluster client would at construction).
+    """
+
+    # redis-py asks the cluster's default node (the owner of slot 0) for COMMAND while it starts; with
+    # a retry it moves on to another master when that one is down. Only start-up uses it.
+    _STARTUP_RETRIES = 2
+    # Publish and ping try a second node when the first cannot be reached.
+    _KEYLESS_TRIES = 2
+
+    def _create_client(self) -> None:
+        self._cluster: RedisCluster | None = None
+        self._connect_lock = threading.Lock()
+        self._node_breakers: dict[str, CircuitBreaker] = {}
+        self._node_breakers_lock = threading.Lock()
+        # Where this process's subscriptions start, so workers spread over the nodes.
+        self._subscribe_offset = random.randrange(1 << 16)
+        return None
+
+    # -- the cache contract -------------------------------------------------------------------
+
+    def set_many(self, items: Iterable[tuple[str, bytes, float]]) -> bool:
+        """Several ``(key, value, ttl_s)`` writes, one round trip per master (not atomic)."""
+        writes = [(self.key_prefix + key, value, int(ttl_s * 1000)) for key, value, ttl_s in items]
+        writes = [write for write in writes if write[2] > 0]
+        if not writes:
+            return True
+        client = self._connected("set")
+        if client is None:
+            return False
+        by_node: dict[str, tuple[ClusterNode, list[tuple[str, bytes, int]]]] = {}
+        stored = True
+        for write in writes:
+            node = self._owner(client, "set", write[0])
+            if node is None:
+                stored = False
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(write)
+        for node, group in by_node.values():
+            commands = [("SET", full, value, "PX", px) for full, value, px in group]
+
+            def write(client: RedisCluster, node: ClusterNode = node, commands: list = commands) -> list:
+                return _run_on_node(client, node, commands)
+
+            stored = self._on_node("set", node, write, None) is not None and stored
+        return stored
+
+    def delete_matching(self, pattern: str) -> int:
+        """Delete the keys under this prefix matching the glob ``pattern`` on every master.
+
+        Each master is SCANned on its own and its keys are UNLINKed one slot per command. A master
+        that cannot be reached is skipped (and reported); the count covers the others.
+        """
+        client = self._connected("delete_matching")
+        if client is None:
+            return 0
+        match = _glob_escape(self.key_prefix) + pattern
+        deleted = 0
+        for node in client.get_primaries():
+            deleted += self._on_node(
+                "delete_matching", node, lambda client, node=node: _unlink_on_node(client, node, match), 0
+            )
+        return deleted
+
+    # -- locks ----------------------------------------------------------------------------------
+
+    def release_lock(self, name: str, token: str) -> bool:
+        full = self.key_prefix + _LOCK_NAMESPACE + name
+        # EVAL, not EVALSHA: loading a script goes to every master and fails while one of them is down.
+        return bool(self._call_key(
+            "unlock", full, lambda client: client.eval(_RELEASE_LOCK, 1, full, token), 0))
+
+    # -- pub/sub and health ---------------------------------------------------------------------
+
+    def publish(self, channel: str, message: bytes | str) -> int:
+        """Returns how many subscribers received it on the node that took it (the cluster passes the
+        message on to every other node; their subscribers are not counted), 0 when no node could."""
+        full = self.key_prefix + channel
+        result = self._on_some_node(
+            "publish", lambda client, node: client.get_redis_connection(node).publish(full, message)
+        )
+        return 0 if result is _FAILED else int(result)
+
+    def ping(self) -> bool:
+        """True when a node answers and reports ``cluster_state:ok`` (the cluster serves its slots)."""
+        result = self._on_some_node(
+            "ping", lambda client, node: client.get_redis_connection(node).execute_command("CLUSTER INFO")
+        )
+        return isinstance(result, dict) and str(result.get("cluster_state")) == "ok"
+
+    @property
+    def available(self) -> bool:
+        """False while the cluster-wide breaker is open (a single master's breaker does not count)."""
+        return self.breaker.state is not OPEN
+
+    def stats(self) -> dict[str, Any]:
+        stats = super().stats()
+        with self._node_breakers_lock:
+            stats["nodes"] = {name: breaker.state for name, breaker in sorted(self._node_breakers.items())}
+        return stats
+
+    def close(self) -> None:
+        with self._connect_lock:
+            client, self._cluster = self._cluster, None
+        if client is not None:
+            client.close()
+
+    # -- routing and breakers -------------------------------------------------------------------
+
+    def _call_key(self, op: str, full_key: str, fn: Callable[[Any], T], default: T) -> T:
+        client = self._connected(op)
+        if client is None:
+            return default
+        node = self._owner(client, op, full_key)
+        if node is None:
+            return default
+        return self._on_node(op, node, fn, default)
+
+    def _call(self, op: str, fn: Callable[[Any], T], default: T) -> T:
+        # Every operation here names its node or its key; nothing may run unrouted.
+        raise NotImplementedError("RedisClusterCache routes by key or node")
+
+    def _connected(self, op: str) -> RedisCluster | None:
+        """The cluster client, built on first use; None (counted) when the cluster is out of reach."""
+        if not self.breaker.allow():
+            self._count_skip()
+            return None
+        client = self._cluster
+        if client is not None:
+            return client
+        with self._connect_lock:
+            if self._cluster is None:
+                if self.breaker.state is OPEN:
+                    # Others failed to connect while this thread waited for the lock.
+                    self._count_skip()
+                    return None
+                try:
+                    self._cluster = self._build_cluster()
+                except Exception as exc:
+                    self.breaker.record_failure()
+                    self.report_error(op, exc)
+                    return None
+            return self._cluster
+
+    def _build_cluster(self) -> RedisCluster:
+        options: dict[str, Any] = {}
+        if self.max_connections is not None:
+            options["max_connections"] = self.max_connections
+        client = RedisCluster.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout_s,
+            socket_timeout=self.timeout_s,
+            retry=Retry(NoBackoff(), self._STARTUP_RETRIES),
+            # Serve the slots that have a master even when others have none.
+            require_full_coverage=False,
+            **_CONNECTION_OPTIONS,
+            **options,
+        )
+        # From now on one try per call: a retry would add a full timeout (MOVED/ASK are still followed).
+        client.set_retry(Retry(NoBackoff(), 0))
+        return client
+
+    def _owner(self, client: RedisCluster, op: str, full_key: str) -> ClusterNode | None:
+        """The master that owns the key's slot, or None (reported) when no master does."""
+        try:
+            return client.get_node_from_key(full_key)
+        except Exception as exc:  # SlotNotCoveredError: nobody serves the slot; no I/O happened
+            self.report_error(op, exc)
+            return None
+
+    def _node_breaker(self, name: str) -> CircuitBreaker:
+        breaker = self._node_breakers.get(name)
+        if breaker is None:
+            with self._node_breakers_lock:
+                breaker = self._node_breakers.get(name)
+                if breaker is None:
+                    breaker = CircuitBreaker(
+                        self.breaker.failure_threshold, self.breaker.reset_s,
+                        on_change=lambda state, name=name: self._node_breaker_changed(name, state),
+                    )
+                    self._node_breakers[name] = breaker
+        return breaker
+
+    def _on_node(self, op: str, node: ClusterNode, fn: Callable[[RedisCluster], T], default: T) -> T:
+        """``fn(client)`` for a command bound for ``node``, behind that node's breaker."""
+        client = self._cluster
+        breaker = self._node_breaker(node.name)
+        if client is None or not breaker.allow():
+            self._count_skip()
+            return default
+        try:
+            result = fn(client)
+        except ClusterDownError as exc:
+            # The cluster refuses keys (lost slots with full coverage required): as good as down.
+            breaker.record_failure()
+            self.breaker.record_failure()
+            self.report_error(op, exc)
+            return default
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # This master is down or hung; that says nothing about the others.
+            breaker.record_failure()
+            self.report_error(op, exc)
+            return default
+        except RedisError as exc:
+            # The server answered (OOM, READONLY, ...): reachable, so no breaker failure.
+            breaker.record_success()
+            self.breaker.record_success()
+            self.report_error(op, exc)
+            return default
+        except Exception as exc:
+            # RedisClusterException: a topology refresh reached no node. Or anything redis-py did not wrap.
+            breaker.record_failure()
+            self.breaker.record_failure()
+            self.report_error(op, exc)
+            return default
+        breaker.record_success()
+        self.breaker.record_success()
+        return result
+
+    def _on_some_node(self, op: str, fn: Callable[[RedisCluster, ClusterNode], T]) -> T | object:
+        """``fn(client, node)`` on a master that looks healthy, then on another if that one fails."""
+        client = self._connected(op)
+        if client is None:
+            return _FAILED
+        for node in self._keyless_order(client)[: self._KEYLESS_TRIES]:
+            result = self._on_node(op, node, lambda client, node=node: fn(client, node), _FAILED)
+            if result is not _FAILED:
+                return result
+        return _FAILED
+
+    def _keyless_order(self, client: RedisCluster) -> list[ClusterNode]:
+        """Masters in random order (to spread the load), those whose breaker saw failures last."""
+        nodes = list(client.get_primaries())
+        random.shuffle(nodes)
+
+        def doubtful(node: ClusterNode) -> bool:
+            breaker = self._node_breakers.get(node.name)
+            return breaker is not None and (breaker.state is not CLOSED or breaker.consecutive_failures > 0)
+
+        return sorted(nodes, key=doubtful)
+
+    def _open_pubsub(self, attempt: int) -> tuple[Any, str]:
+        """A subscriber connection of its own on one node; each failed attempt moves to the next node."""
+        with self._connect_lock:
+            if self._cluster is None:
+                # The background thread builds the client too, but its failures are no request's: no breaker.
+                self._cluster = self._build_cluster()
+            client = self._cluster
+        nodes = sorted(client.get_nodes(), key=lambda node: node.name)
+        node = nodes[(self._subscribe_offset + attempt) % len(nodes)]
+        # Not the node's shared pool: a topology refresh recycles those connections, and with them
+        # the subscription.
+        pool = client.get_redis_connection(node).connection_pool
+        own = redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+        return redis.Redis(connection_pool=own).pubsub(), node.name
+
+    def _node_breaker_changed(self, name: str, state: str) -> None:
+        if state is OPEN:
+            log.warning(
+                "redis cluster node %s breaker open after %d consecutive failures: skipping its keys for %ss",
+                name, self.breaker.failure_threshold, self.breaker.reset_s,
+            )
+        elif state is CLOSED:
+            log.warning("redis cluster node %s breaker closed: it answers again", name)
+
+
+def _run_on_node(client: RedisCluster, node: ClusterNode, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """One pipeline to ``node``; commands answered with MOVED/ASK (a slot being moved) go through the
+    cluster client, which follows the redirection. Raises the first other error."""
+    pipe = client.get_redis_connection(node).pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    results = pipe.execute(raise_on_error=False)
+    for index, result in enumerate(results):
+        if isinstance(result, AskError):  # MovedError is an AskError
+            results[index] = client.execute_command(*commands[index])
+        elif isinstance(result, Exception):
+            raise result
+    return results
+
+
+def _unlink_on_node(client: RedisCluster, node: ClusterNode, match: str) -> int:
+    """SCAN one master for ``match`` and UNLINK what it finds, one command per slot."""
+    deleted = 0
+    batch: list[bytes] = []
+
+    def flush() -> int:
+        by_slot: dict[int, list[bytes]] = {}
+        for key in batch:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        batch.clear()
+        return sum(_run_on_node(client, node, [("UNLINK", *keys) for keys in by_slot.values()]))
+
+    for full in client.get_redis_connection(node).scan_iter(match=match, count=_SCAN_BATCH):
+        batch.append(full)
+        if len(batch) >= _SCAN_BATCH:
+            deleted += flush()
+    if batch:
+        deleted += flush()
+    return deleted
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)

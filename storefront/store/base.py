@@ -154,3 +154,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def record_webhook(self, webhook_id: str) -> bool:
         """Remember a processed webhook id. True if new, False if already seen."""
+
+    # -- read replicas -------------------------------------------------------------------
+    @property
+    def primary(self) -> Store:
+        """The database that takes the writes; admin reads use it too. A lone store is its own."""
+        return self
+
+    def pin_primary(self, shop: str, seconds: float) -> None:
+        """Read ``shop`` from the primary for ``seconds`` (after a change: read-your-writes).
+
+        Only a store with a read replica has anything to do here.
+        """
+        return None

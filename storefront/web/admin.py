@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from storefront import validation
 from storefront.preview_links import PreviewGrant
 from storefront.services import Services
-from storefront.store import WIDGET_KINDS, Conflict, NotFound
+from storefront.store import WIDGET_KINDS, Conflict, NotFound, Store
 from storefront.web.errors import ApiError
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
@@ -21,6 +21,11 @@ blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
 
 def _services() -> Services:
     return current_app.extensions["storefront"]
+
+
+def _store() -> Store:
+    # The primary, never a read replica: the admin reads what it just wrote, and writes go there anyway.
+    return _services().store.primary
 
 
 def _digest(token: str) -> bytes:
@@ -120,7 +125,7 @@ def _validated(check, *args: Any) -> Any:  # type: ignore[no-untyped-def]
 
 
 def _existing_shop(shop: str):  # type: ignore[no-untyped-def]
-    record = _services().store.get_shop(shop)
+    record = _store().get_shop(shop)
     if record is None:
         raise ApiError(404, "no such shop", {"shop": "not found"})
     return record
@@ -131,7 +136,7 @@ def _existing_shop(shop: str):  # type: ignore[no-untyped-def]
 def put_shop(shop: str) -> tuple[Response, int]:
     shop = _shop_domain(shop)
     fields = _validated(validation.validate_shop, _json_body())
-    record, created = _services().store.put_shop(shop, fields)
+    record, created = _store().put_shop(shop, fields)
     _services().changed(shop)
     return jsonify(record.to_json()), 201 if created else 200
 
@@ -144,7 +149,7 @@ def get_shop(shop: str) -> Response:
 @blueprint.delete("/shops/<shop>")
 def delete_shop(shop: str) -> tuple[str, int]:
     shop = _shop_domain(shop)
-    if not _services().store.delete_shop(shop):
+    if not _store().delete_shop(shop):
         raise ApiError(404, "no such shop", {"shop": "not found"})
     _services().deleted(shop)
     return "", 204
@@ -156,7 +161,7 @@ def put_product(shop: str, product_id: str) -> tuple[Response, int]:
     shop, pid = _shop_domain(shop), _product_id(product_id)
     document = _validated(validation.validate_product, _json_body(), pid)
     try:
-        record, created = _services().store.put_product(shop, pid, document)
+        record, created = _store().put_product(shop, pid, document)
     except NotFound:
         raise ApiError(404, "no such shop", {"shop": "not found"}) from None
     _services().changed(shop, product_id=pid)
@@ -166,7 +171,7 @@ def put_product(shop: str, product_id: str) -> tuple[Response, int]:
 @blueprint.get("/shops/<shop>/products/<product_id>")
 def get_product(shop: str, product_id: str) -> Response:
     shop, pid = _shop_domain(shop), _product_id(product_id)
-    record = _services().store.get_product(shop, pid)
+    record = _store().get_product(shop, pid)
     if record is None:
         raise ApiError(404, "no such product", {"product_id": "not found"})
     return jsonify(_product_json(record))
@@ -175,7 +180,7 @@ def get_product(shop: str, product_id: str) -> Response:
 @blueprint.delete("/shops/<shop>/products/<product_id>")
 def delete_product(shop: str, product_id: str) -> tuple[str, int]:
     shop, pid = _shop_domain(shop), _product_id(product_id)
-    if not _services().store.delete_product(shop, pid):
+    if not _store().delete_product(shop, pid):
         raise ApiError(404, "no such product", {"product_id": "not found"})
     _services().deleted(shop, product_id=pid)
     return "", 204
@@ -191,7 +196,7 @@ def _product_json(record) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 def get_widget(shop: str, kind: str) -> Response:
     shop, kind = _shop_domain(shop), _kind(kind)
     _existing_shop(shop)
-    state = _services().store.get_widget(shop, kind)
+    state = _store().get_widget(shop, kind)
     published = state.published
     return jsonify({
         "published": None if published is None else {
@@ -206,13 +211,13 @@ def put_widget_draft(shop: str, kind: str) -> Response:
     shop, kind = _shop_domain(shop), _kind(kind)
     body = _json_body()
     _existing_shop(shop)
-    state = _services().store.get_widget(shop, kind)
+    state = _store().get_widget(shop, kind)
     # A partial update merges onto the draft, else onto what is live, else onto the defaults.
     base = state.draft if state.draft is not None else (
         state.published.settings if state.published is not None else None)
     settings = _validated(validation.validate_widget_settings, kind, body, base)
     try:
-        stored = _services().store.put_draft(shop, kind, settings)
+        stored = _store().put_draft(shop, kind, settings)
     except NotFound:
         raise ApiError(404, "no such shop", {"shop": "not found"}) from None
     return jsonify({"settings": stored.draft, "updated_at": stored.draft_updated_at})
@@ -223,7 +228,7 @@ def publish_widget(shop: str, kind: str) -> Response:
     shop, kind = _shop_domain(shop), _kind(kind)
     _existing_shop(shop)
     try:
-        version = _services().store.publish(shop, kind)
+        version = _store().publish(shop, kind)
     except Conflict:
         raise ApiError(409, "there is no draft to publish; PUT the settings first",
                        {"draft": "missing"}) from None
@@ -237,7 +242,7 @@ def rollback_widget(shop: str, kind: str) -> Response:
     target = _validated(validation.validate_rollback, _json_body())
     _existing_shop(shop)
     try:
-        version = _services().store.rollback(shop, kind, target)
+        version = _store().rollback(shop, kind, target)
     except NotFound:
         raise ApiError(404, f"version {target} was never published", {"version": "not found"}) from None
     _services().changed(shop, kind=kind)
@@ -248,7 +253,7 @@ def rollback_widget(shop: str, kind: str) -> Response:
 def list_widget_versions(shop: str, kind: str) -> Response:
     shop, kind = _shop_domain(shop), _kind(kind)
     _existing_shop(shop)
-    versions = _services().store.list_versions(shop, kind)
+    versions = _store().list_versions(shop, kind)
     return jsonify([{"version": v.version, "published_at": v.published_at} for v in versions])
 
 
@@ -268,9 +273,9 @@ def create_preview_link(shop: str, kind: str) -> tuple[Response, int]:
         raise ApiError(422, "the request did not pass validation", fields)
     services = _services()
     _existing_shop(shop)
-    if product_id is not None and services.store.get_product(shop, product_id) is None:
+    if product_id is not None and services.store.primary.get_product(shop, product_id) is None:
         raise ApiError(404, "no such product", {"product_id": "not found"})
-    if draft and services.store.get_widget(shop, kind).draft is None:
+    if draft and services.store.primary.get_widget(shop, kind).draft is None:
         raise ApiError(409, "there is no draft to preview", {"draft": "missing"})
     token, expires_at = services.preview_signer.sign(PreviewGrant(
         shop=shop, kind=kind, product_id=product_id, locale=locale, draft=draft))
