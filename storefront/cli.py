@@ -16,7 +16,7 @@ def register_cli(app: Flask) -> None:
 
 
 def _store():  # type: ignore[no-untyped-def]
-    return current_app.extensions["storefront"].store
+    return current_app.extensions["storefront"].store.primary
 
 
 @click.command("init-db")

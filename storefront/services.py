@@ -13,6 +13,7 @@ from storefront.cdn import PurgeQueue, create_purger
 from storefront.preview_links import PreviewSigner
 from storefront.settings import Settings
 from storefront.store import Store, create_store
+from storefront.warming import CacheWarmer
 from storefront.widget_lookup import WidgetLookup
 from storefront.widget_renders import WidgetRenders
 
@@ -30,6 +31,7 @@ class Services:
     renders: WidgetRenders
     preview_signer: PreviewSigner
     purger: PurgeQueue
+    warmer: CacheWarmer
     _listener_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _listener: object | None = None
 
@@ -116,14 +118,21 @@ def build_services(settings: Settings) -> Services:
     store = create_store(settings.database_url, settings.db_timeout_s,
                          replica_url=settings.database_replica_url, replica_pin_s=settings.replica_pin_s)
     cache = create_render_cache(settings, settings.redis_key_prefix, on_event=metrics.on_cache_event)
+    lookup = WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s)
+    renders = WidgetRenders(cache, settings)
     return Services(
         settings=settings,
         store=store,
         cache=cache,
-        lookup=WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s),
-        renders=WidgetRenders(cache, settings),
+        lookup=lookup,
+        renders=renders,
+        warmer=CacheWarmer(store, lookup, renders, concurrency=settings.warm_concurrency,
+                           max_renders=settings.warm_max_renders),
         # Development may run without a secret; its preview links are then signed with a fixed
         # key, which is fine for a laptop and refused in production by the settings check.
         preview_signer=PreviewSigner(settings.secret_key or "storefront-development-preview-key"),
-        purger=PurgeQueue(create_purger(settings.cdn_purge), on_event=metrics.on_purge_event),
+        # Purged twice: the second time after the in-process TTL, the bound on how long another
+        # worker that missed the invalidation message could hand the CDN a pre-change copy.
+        purger=PurgeQueue(create_purger(settings.cdn_purge), on_event=metrics.on_purge_event,
+                          repeat_after_s=settings.local_cache_ttl_s + 1 if settings.local_cache_ttl_s else 0),
     )

@@ -123,7 +123,7 @@ def _base_url(value: str) -> str:
 
 def _purge_url(value: str) -> str:
     value = value.strip()
-    if not value:
+    if value in ("", "none"):
         return ""
     scheme = urlsplit(value).scheme
     # "+http" variants point a purger at a plain-HTTP stand-in of the CDN's API (tests, staging).
@@ -167,6 +167,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STALE_TTL_S", _int_between(0, 31536000), "604800", "How long a render is kept past its soft expiry to serve when the database is down."),
     Setting("LOCAL_CACHE_BYTES", _int_between(0, 1 << 34), "67108864", "Byte budget of each worker's in-process cache tier (0 disables it)."),
     Setting("LOCAL_CACHE_TTL_S", _int_between(0, 3600), "5", "TTL of the in-process tier: the bound on staleness if an invalidation message is lost."),
+    Setting("WARM_MAX_RENDERS", _int_between(0, 100000), "200", "After a publish or rollback, how many of the widget's renders are made again in the background (0: no warming)."),
+    Setting("WARM_CONCURRENCY", _int_between(1, 16), "2", "Background renders at a time per worker while warming."),
     Setting("REDIS_CONNECT_TIMEOUT_MS", _int_between(1, 10000), "50", "Redis socket connect timeout."),
     Setting("REDIS_TIMEOUT_MS", _int_between(1, 10000), "50", "Redis socket read/write timeout."),
     Setting("BREAKER_FAILURES", _int_between(1, 1000), "3", "Consecutive Redis failures that open the circuit breaker."),
@@ -207,6 +209,8 @@ class Settings:
     stale_ttl_s: int
     local_cache_bytes: int
     local_cache_ttl_s: int
+    warm_max_renders: int
+    warm_concurrency: int
     redis_connect_timeout_ms: int
     redis_timeout_ms: int
     breaker_failures: int

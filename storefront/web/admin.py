@@ -233,6 +233,7 @@ def publish_widget(shop: str, kind: str) -> Response:
         raise ApiError(409, "there is no draft to publish; PUT the settings first",
                        {"draft": "missing"}) from None
     _services().changed(shop, kind=kind)
+    _services().warmer.warm(shop, kind)
     return jsonify({"version": version})
 
 
@@ -246,6 +247,7 @@ def rollback_widget(shop: str, kind: str) -> Response:
     except NotFound:
         raise ApiError(404, f"version {target} was never published", {"version": "not found"}) from None
     _services().changed(shop, kind=kind)
+    _services().warmer.warm(shop, kind)
     return jsonify({"version": version})
 
 

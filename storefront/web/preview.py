@@ -60,7 +60,7 @@ def _grant(shop: str, kind: str) -> PreviewGrant:
 
 
 def _inputs(grant: PreviewGrant) -> tuple[Any, list[dict[str, Any]], dict[str, Any] | None, str]:
-    store = _services().store
+    store = _services().store.primary
     shop = store.get_shop(grant.shop)
     if shop is None:
         raise ApiError(404, "no such shop", {"shop": "not found"})
@@ -91,7 +91,7 @@ def preview(shop: str, kind: str) -> Response:
         widget_js_url = f"{base}/preview/{shop}/{kind}/draft.js?{draft_query}"
         widget_css_url = f"{base}/preview/{shop}/{kind}/draft.css?{draft_query}"
     else:
-        published = _services().store.get_widget(shop, kind).published
+        published = _services().store.primary.get_widget(shop, kind).published
         widget_js_url = f"{base}/v1/shops/{shop}/widgets/{kind}.js?{urlencode(query)}"
         widget_css_url = (f"{base}/v1/shops/{shop}/widgets/{kind}.css?"
                           f"v={published.version if published else 0}")
@@ -111,7 +111,7 @@ def draft_asset(shop: str, kind: str, fmt: str) -> Response:
         raise ApiError(403, "this preview link does not grant the draft", {"token": "not a draft link"},
                        code="forbidden")
     shop_record, _, product, locale = _inputs(grant)
-    state = _services().store.get_widget(shop, kind)
+    state = _services().store.primary.get_widget(shop, kind)
     settings = state.draft if state.draft is not None else (
         state.published.settings if state.published else None)
     base = _services().settings.public_base_url

@@ -109,7 +109,7 @@ def receive() -> Response:
 
 def _once(webhook_id: str, write: Callable[[], object]) -> bool:
     """Run ``write`` unless an earlier delivery of ``webhook_id`` completed; True if it ran."""
-    store = _services().store
+    store = _services().store.primary
     received_key, applied_key = dedupe_keys(webhook_id)
     received = store.record_webhook(received_key)
     if not received and not store.record_webhook(applied_key):
@@ -129,7 +129,7 @@ def _payload_id(payload: dict[str, Any]) -> int:
 
 
 def _products_update(shop: str, topic: str, webhook_id: str, payload: dict[str, Any]) -> Response:
-    store = _services().store
+    store = _services().store.primary
     product_id = _payload_id(payload)
     shop_record = store.get_shop(shop)
     if shop_record is None:
@@ -163,7 +163,7 @@ def _products_update(shop: str, topic: str, webhook_id: str, payload: dict[str, 
 
 
 def _products_delete(shop: str, topic: str, webhook_id: str, payload: dict[str, Any]) -> Response:
-    store = _services().store
+    store = _services().store.primary
     product_id = _payload_id(payload)
     deleted: list[bool] = []
     if not _once(webhook_id, lambda: deleted.append(store.delete_product(shop, product_id))):
@@ -175,7 +175,7 @@ def _products_delete(shop: str, topic: str, webhook_id: str, payload: dict[str, 
 
 
 def _shop_update(shop: str, topic: str, webhook_id: str, payload: dict[str, Any]) -> Response:
-    store = _services().store
+    store = _services().store.primary
     current = store.get_shop(shop)
     if current is None:
         return _outcome("ignored", topic, "unknown shop")
@@ -202,7 +202,7 @@ def _shop_update(shop: str, topic: str, webhook_id: str, payload: dict[str, Any]
 
 
 def _app_uninstalled(shop: str, topic: str, webhook_id: str, payload: dict[str, Any]) -> Response:
-    store = _services().store
+    store = _services().store.primary
     deleted: list[bool] = []
     if not _once(webhook_id, lambda: deleted.append(store.delete_shop(shop))):
         return _outcome("duplicate", topic)
