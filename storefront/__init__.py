@@ -36,8 +36,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["storefront"] = build_services(settings)
 
     from storefront.web import register_web
+    from storefront.web.hot_path import HotPath
 
     register_web(app)
+    app.wsgi_app = HotPath(app.wsgi_app, app.extensions["storefront"].hot_targets)  # type: ignore[method-assign]
 
     from storefront.cli import register_cli
 

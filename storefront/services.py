@@ -14,6 +14,7 @@ from storefront.preview_links import PreviewSigner
 from storefront.settings import Settings
 from storefront.store import Store, create_store
 from storefront.warming import CacheWarmer
+from storefront.web.hot_path import HotTargets
 from storefront.widget_lookup import WidgetLookup
 from storefront.widget_renders import WidgetRenders
 
@@ -32,6 +33,7 @@ class Services:
     preview_signer: PreviewSigner
     purger: PurgeQueue
     warmer: CacheWarmer
+    hot_targets: HotTargets
     _listener_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _listener: object | None = None
 
@@ -77,6 +79,7 @@ class Services:
         return [f"shop:{shop}"]
 
     def _drop_local(self, shop: str, tags: list[str]) -> None:
+        self.hot_targets.clear()
         self.lookup.invalidate_shop([shop])
         self.cache.invalidate_tags(tags)
 
@@ -126,6 +129,7 @@ def build_services(settings: Settings) -> Services:
         cache=cache,
         lookup=lookup,
         renders=renders,
+        hot_targets=HotTargets(cache.local, settings.local_cache_ttl_s),
         warmer=CacheWarmer(store, lookup, renders, concurrency=settings.warm_concurrency,
                            max_renders=settings.warm_max_renders),
         # Development may run without a secret; its preview links are then signed with a fixed

@@ -68,7 +68,7 @@ class CacheWarmer:
                     break
                 try:
                     inputs = self.lookup.lookup(request.shop, request.kind, request.product_id)
-                    self.renders.get(request, inputs)
+                    self.renders.get(request, inputs)  # stored in both tiers; the answer is not needed
                     done += 1
                 except Missing:
                     continue

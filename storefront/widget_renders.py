@@ -75,12 +75,22 @@ class WidgetRenders:
     def _last_good_key(self, req: WidgetRequest, stale_locale: str) -> str:
         return f"{self._scope(req)}:{stale_locale}"
 
-    def get(self, req: WidgetRequest, inputs: RenderInputs) -> CacheResult:
-        locale = req.locale if req.locale in inputs.locales else inputs.default_locale
+    @staticmethod
+    def resolve_locale(req: WidgetRequest, inputs: RenderInputs) -> str:
         if req.fmt == "css":
-            locale = inputs.default_locale  # the stylesheet is the same in every language
+            return inputs.default_locale  # the stylesheet is the same in every language
+        return req.locale if req.locale in inputs.locales else inputs.default_locale
+
+    def key_for(self, req: WidgetRequest, inputs: RenderInputs) -> str:
+        """The render's cache key: normalised request, versions of its inputs, code revision."""
+        locale = self.resolve_locale(req, inputs)
+        return f"{self._scope(req)}:{locale}:{inputs.versions}:{self.revision}"
+
+    def get(self, req: WidgetRequest, inputs: RenderInputs) -> tuple[CacheResult, str]:
+        """The render and its key (from a tier, or rendered once)."""
+        locale = self.resolve_locale(req, inputs)
         stale_locale = "" if locale == inputs.default_locale else locale
-        key = f"{self._scope(req)}:{locale}:{inputs.versions}:{self.revision}"
+        key = self.key_for(req, inputs)
 
         def render() -> tuple[bytes, str]:
             started = time.perf_counter()
@@ -92,8 +102,9 @@ class WidgetRenders:
             metrics.RENDER_DURATION.labels(req.kind).observe(time.perf_counter() - started)
             return rendered
 
-        return self.cache.get_or_render(key, render, tags=self.tags(req),
-                                        last_good_key=self._last_good_key(req, stale_locale))
+        result = self.cache.get_or_render(key, render, tags=self.tags(req),
+                                          last_good_key=self._last_good_key(req, stale_locale))
+        return result, key
 
     def last_good(self, req: WidgetRequest) -> CacheResult | None:
         """The last good render when the inputs cannot be read (database down), else None."""

@@ -196,9 +196,27 @@ class GunicornServer:
         )
         try:
             wait_for_port(self.port, timeout=30)
+            self._wait_until_serving(timeout=60)
         except RuntimeError:
             self.stop()
             raise
+
+    def _wait_until_serving(self, timeout: float) -> None:
+        """The master listens at once; workers take a moment to import the app. Wait for them."""
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    connection.close()
+                    return
+                connection.close()
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"gunicorn on port {self.port} did not answer /healthz within {timeout}s")
 
     @property
     def url(self) -> str:

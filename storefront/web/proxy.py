@@ -87,7 +87,7 @@ def proxy_widget(kind: str) -> Response:
         product_id = int(params["product"])
     widget_request = WidgetRequest(shop=shop, kind=kind, fmt="html", product_id=product_id,
                                    locale=params.get("locale"))
-    result = fetch_render(services, widget_request)  # its 404s become no-store in _caching
+    result, _ = fetch_render(services, widget_request)  # its 404s become no-store in _caching
     entry = result.entry
     headers = {
         "Cache-Control": f"private, max-age={services.settings.browser_ttl_s}",

@@ -16,7 +16,7 @@ from storefront import metrics
 log = logging.getLogger("storefront.access")
 
 # An incoming id is echoed only if it is short and plain: it ends up in logs and headers.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def annotate(**fields: Any) -> None:
@@ -29,7 +29,7 @@ def register_request_log(app: Flask) -> None:
     def _begin() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -28,15 +28,20 @@ def widget(shop: str, filename: str) -> Response:
     widget_request = parse_widget_request(
         shop, filename, raw_path.partition("?")[0], environ.get("QUERY_STRING", ""), _has_body())
     services: Services = current_app.extensions["storefront"]
-    annotate(shop=widget_request.shop, kind=widget_request.kind, format=widget_request.fmt)
-    result = fetch_render(services, widget_request)
+    log_fields = {"shop": widget_request.shop, "kind": widget_request.kind, "format": widget_request.fmt}
+    annotate(**log_fields)
+    result, key = fetch_render(services, widget_request)
     annotate(cache=result.status, tier=result.tier,
              render_ms=round(result.entry.render_ms, 3) if result.status == "MISS" else None)
+    if key is not None and result.status != "STALE":
+        # The next request for this exact URL is answered before Flask (storefront/web/hot_path.py).
+        services.hot_targets.remember(raw_path, key, services.renders.headers_for(widget_request), log_fields)
     return widget_response(services, widget_request, result)
 
 
-def fetch_render(services: Services, req: WidgetRequest) -> CacheResult:
-    """The render for ``req``: from a cache tier, rendered once, or (database down) the last good copy."""
+def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, str | None]:
+    """The render for ``req`` and its key: from a cache tier, rendered once, or (database down) the
+    last good copy, which has no current key."""
     try:
         inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
     except Missing as missing:
@@ -47,7 +52,7 @@ def fetch_render(services: Services, req: WidgetRequest) -> CacheResult:
         stale = services.renders.last_good(req)
         if stale is None:
             raise
-        return stale
+        return stale, None
     return services.renders.get(req, inputs)
 
 

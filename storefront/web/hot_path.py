@@ -1,0 +1,148 @@
+"""The hot path: a WSGI layer in front of Flask that answers in-process hits and 304s for known URLs.
+
+Most widget requests repeat a URL this worker has just answered. For those, routing, validation,
+the lookup and Flask's request machinery would only reach the same conclusion again, so the first
+full answer leaves a note here: the exact raw request target maps to the render's cache key and
+its response headers. A later request for the same raw target is answered from the in-process
+tier directly. Everything else (a new URL, a miss, an error, any body, another method) goes to
+Flask unchanged. Notes live no longer than the in-process TTL and are all dropped whenever this
+worker learns of a change, so they never outlive what they point at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.datastructures import Accept
+from werkzeug.http import parse_accept_header
+
+from storefront import metrics
+from storefront.cache import CachedRender, LocalCache
+from storefront.web.request_log import REQUEST_ID_PATTERN
+from storefront.web.request_log import log as access_log
+
+ENCODINGS = ("br", "gzip", "identity")
+_MAX_ACCEPT_FORMS = 512
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HotTarget:
+    key: str
+    expires: float
+    # Headers every answer for this URL carries (Cache-Control, tags, Vary), as WSGI pairs.
+    headers: tuple[tuple[str, str], ...]
+    log_fields: tuple[tuple[str, Any], ...]
+
+
+class HotTargets:
+    """Raw request target -> what answered it last, bounded in count and time."""
+
+    def __init__(self, local: LocalCache | None, ttl_s: float, max_targets: int = 20_000) -> None:
+        self.local = local
+        self.ttl_s = ttl_s
+        self.max_targets = max_targets
+        self._targets: dict[str, HotTarget] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.local is not None and self.ttl_s > 0
+
+    def remember(self, raw_target: str, key: str, headers: dict[str, str], fields: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        target = HotTarget(key, time.monotonic() + self.ttl_s, tuple(headers.items()), tuple(fields.items()))
+        with self._lock:
+            if len(self._targets) >= self.max_targets:
+                self._targets.clear()  # cheap to rebuild: the next request per URL goes through Flask
+            self._targets[raw_target] = target
+
+    def get(self, raw_target: str) -> HotTarget | None:
+        target = self._targets.get(raw_target)
+        if target is None or target.expires <= time.monotonic():
+            return None
+        return target
+
+    def clear(self) -> None:
+        with self._lock:
+            self._targets.clear()
+
+
+class HotPath:
+    """WSGI middleware: answers remembered URLs from the in-process tier, else calls ``app``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], targets: HotTargets) -> None:
+        self.app = app
+        self.targets = targets
+        self._encodings: dict[str, str] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        method = environ["REQUEST_METHOD"]
+        if (method == "GET" or method == "HEAD") and not environ.get("CONTENT_LENGTH") \
+                and "HTTP_TRANSFER_ENCODING" not in environ:
+            raw_target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+            target = self.targets.get(raw_target) if raw_target else None
+            if target is not None:
+                local = self.targets.local
+                entry = local.get(target.key) if local is not None else None
+                if entry.__class__ is CachedRender:
+                    return self._answer(environ, start_response, target, entry, method, started)
+        return self.app(environ, start_response)
+
+    def _answer(self, environ: dict[str, Any], start_response: Callable[..., Any], target: HotTarget,
+                entry: CachedRender, method: str, started: float) -> Iterable[bytes]:
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if incoming and REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+        headers = [*target.headers, ("ETag", entry.etag), ("X-Cache", "HIT"), ("X-Request-ID", request_id)]
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        if if_none_match and _etag_matches(if_none_match, entry.etag):
+            status, body = "304 NOT MODIFIED", b""
+        else:
+            encoding = self._encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            if encoding == "br":
+                body = entry.br
+                headers.append(("Content-Encoding", "br"))
+            elif encoding == "gzip":
+                body = entry.gzip
+                headers.append(("Content-Encoding", "gzip"))
+            else:
+                body = entry.identity
+            headers.append(("Content-Type", entry.content_type))
+            headers.append(("Content-Length", str(len(body))))
+            status = "200 OK"
+        start_response(status, headers)
+        metrics.CACHE_REQUESTS.labels("local", "hit").inc()
+        elapsed = time.perf_counter() - started
+        metrics.REQUEST_DURATION.labels("widgets").observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            fields = {"request_id": request_id, "method": method, "path": environ.get("PATH_INFO", ""),
+                      "status": int(status[:3]), "total_ms": round(elapsed * 1000, 3),
+                      **dict(target.log_fields), "cache": "HIT", "tier": "local", "render_ms": None}
+            access_log.info("request", extra={"fields": fields})
+        return [] if method == "HEAD" else [body]
+
+    def _encoding(self, accept_encoding: str) -> str:
+        encoding = self._encodings.get(accept_encoding)
+        if encoding is None:
+            accept = parse_accept_header(accept_encoding, Accept)
+            encoding = accept.best_match(ENCODINGS, default="identity") or "identity"
+            if len(self._encodings) >= _MAX_ACCEPT_FORMS:
+                self._encodings.clear()
+            self._encodings[accept_encoding] = encoding
+        return encoding
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match uses the weak comparison: ``W/"x"`` matches ``"x"``; ``*`` matches anything."""
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate == etag or (candidate.startswith("W/") and candidate[2:] == etag):
+            return True
+    return False
