@@ -1,0 +1,62 @@
+"""The hot path answers exactly what Flask would, only for URLs Flask already answered."""
+
+from __future__ import annotations
+
+import gzip
+
+from tests.conftest import ADMIN_TOKEN
+
+SHOP = "demo-coffee.myshopify.com"
+JS = f"/v1/shops/{SHOP}/widgets/subscription.js?product=7001000000001"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+VOLATILE = {"X-Request-ID", "X-Cache", "Server-Timing", "Date"}
+
+
+def test_hot_answer_equals_the_flask_answer(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    client = seeded_app.test_client()
+    services = seeded_app.extensions["storefront"]
+    for encoding in ("gzip", "br", "identity"):
+        services.hot_targets.clear()
+        services.cache.local.clear()
+        services.lookup.clear()
+        first = client.get(JS, headers={"Accept-Encoding": encoding})
+        assert first.headers["X-Cache"] == "MISS"
+        assert services.hot_targets.get(JS) is not None
+        hot = client.get(JS, headers={"Accept-Encoding": encoding})
+        assert hot.headers["X-Cache"] == "HIT"
+        assert hot.data == first.data
+        strip = {k: v for k, v in first.headers.items() if k not in VOLATILE}
+        assert {k: v for k, v in hot.headers.items() if k not in VOLATILE} == strip
+    assert gzip.decompress(client.get(JS, headers={"Accept-Encoding": "gzip"}).data)
+
+
+def test_hot_304_head_and_request_id(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    client = seeded_app.test_client()
+    etag = client.get(JS).headers["ETag"]
+    hot_304 = client.get(JS, headers={"If-None-Match": f'W/{etag}', "X-Request-ID": "hot-1"})
+    assert hot_304.status_code == 304 and hot_304.data == b""
+    assert hot_304.headers["X-Request-ID"] == "hot-1" and hot_304.headers["ETag"] == etag
+    head = client.head(JS, headers={"Accept-Encoding": "br"})
+    assert head.status_code == 200 and head.data == b"" and int(head.headers["Content-Length"]) > 0
+
+
+def test_only_the_exact_raw_url_is_hot(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    client = seeded_app.test_client()
+    client.get(JS)
+    # Same resource after decoding, different raw URL: Flask decides (and refuses).
+    assert client.get(JS.replace("demo-coffee", "demo%2Dcoffee")).status_code == 400
+    assert client.get(JS + "&utm=1").status_code == 400
+    assert client.get(JS, data=b"x", content_type="text/plain").status_code == 400
+    assert client.post(JS).status_code == 405
+
+
+def test_a_change_clears_hot_urls(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    client = seeded_app.test_client()
+    client.get(JS)
+    assert client.get(JS).headers["X-Cache"] == "HIT"
+    client.put(f"/admin/v1/shops/{SHOP}/widgets/subscription",
+               json={"settings": {"labels": {"onetime": "Changed at once"}}}, headers=AUTH)
+    seeded_app.extensions["storefront"].warmer.max_renders = 0
+    client.post(f"/admin/v1/shops/{SHOP}/widgets/subscription/publish", headers=AUTH)
+    changed = client.get(JS)
+    assert b"Changed at once" in changed.data and changed.headers["X-Cache"] == "MISS"
