@@ -18,7 +18,8 @@ def test_publish_warms_scripts_and_stylesheet(seeded_app) -> None:  # type: igno
     client = seeded_app.test_client()
     client.put(f"/admin/v1/shops/{SHOP}/widgets/subscription",
                json={"settings": {"labels": {"onetime": "Warm once"}}}, headers=AUTH)
-    assert client.post(f"/admin/v1/shops/{SHOP}/widgets/subscription/publish", headers=AUTH).status_code == 200
+    published = client.post(f"/admin/v1/shops/{SHOP}/widgets/subscription/publish", headers=AUTH)
+    assert published.status_code == 200
     assert finished.wait(30)
     products = len(services.store.list_product_ids(SHOP))
     assert warmed == [1 + products * 2]  # the stylesheet, then each product's script in en and fr
