@@ -145,7 +145,7 @@ class Setting:
 # (`flask --app storefront settings-table`).
 SETTINGS: tuple[Setting, ...] = (
     Setting("ENV", _env, "production", "`production` or `development` (no tokens or secrets needed, /preview open)."),
-    Setting("DATABASE_URL", _database_url, "", "`sqlite:////abs/path.db`, `sqlite:///relative.db` or `mysql://user:pass@host:port/db`. Default: `instance/storefront.db`."),
+    Setting("DATABASE_URL", _database_url, "", "`sqlite:////abs/path.db`, `sqlite:///relative.db` or `mysql://user:pass@host:port/db` (add `?ssl=true` for TLS). Default: `instance/storefront.db`."),
     Setting("DATABASE_REPLICA_URL", _optional_database_url, "", "A read replica (`mysql://...`) for widget reads; admin reads and writes, and reads of a shop just changed, go to the primary."),
     Setting("REPLICA_PIN_S", _int_between(0, 3600), "10", "After a change, how long reads of that shop go to the primary (bounds replica lag for read-your-writes)."),
     Setting("DB_TIMEOUT_S", _int_between(1, 60), "2", "Database connect/read/write timeout in seconds."),

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
 
@@ -672,7 +672,13 @@ class SQLiteStore(SQLStore):
         # isolation_level=None: the module never opens transactions behind our back;
         # _begin() says which kind each one is.
         timeout = MIGRATE_LOCK_WAIT_S if migrating else self.timeout_s
-        connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        if migrating:
+            connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        else:
+            # mode=rw: a missing file is an unavailable database, not a new empty one that would
+            # pass the readiness check while every query fails. Only migrate() creates the file.
+            uri = f"file:{quote(os.path.abspath(self.path))}?mode=rw"
+            connection = sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
         try:
             self._use_wal(connection, timeout)
             # Durable at every checkpoint and safe from corruption; commits skip an fsync.
@@ -776,8 +782,11 @@ class MySQLStore(SQLStore):
         parts = urlsplit(url)
         if parts.scheme != "mysql" or not parts.hostname or not parts.path.strip("/"):
             raise ValueError("MySQL URL must look like mysql://user:pass@host:port/db")
-        if parts.query or parts.fragment:
-            raise ValueError("MySQL URL takes no query string or fragment")
+        if parts.fragment or parts.query not in ("", "ssl=true", "ssl=false"):
+            raise ValueError("MySQL URL takes no fragment and no query but ssl=true or ssl=false")
+        # TLS only when asked for: PyMySQL otherwise builds a TLS context on every connect (tens of
+        # milliseconds of CPU), and this store connects once per request.
+        self.tls = parts.query == "ssl=true"
         self.host = parts.hostname
         self.port = parts.port or 3306
         self.user = unquote(parts.username) if parts.username else None
@@ -805,6 +814,8 @@ class MySQLStore(SQLStore):
             read_timeout=io_timeout,
             write_timeout=io_timeout,
             sql_mode="TRADITIONAL",
+            ssl={} if self.tls else None,
+            ssl_disabled=not self.tls,
             init_command=(
                 f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, SESSION lock_wait_timeout = {lock_wait}"
             ),
