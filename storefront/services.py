@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import threading
+import uuid
 
 from storefront import metrics
 from storefront.cache import RenderCache, create_render_cache
@@ -21,6 +22,25 @@ from storefront.widget_renders import WidgetRenders
 log = logging.getLogger(__name__)
 
 INVALIDATION_CHANNEL = "invalidate"
+# How long an admin change waits for every worker to confirm it dropped its in-process state.
+ACK_WAIT_S = 1.0
+
+
+class _Acks:
+    """Counts the acknowledgements of one invalidation message."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._condition = threading.Condition()
+
+    def add(self) -> None:
+        with self._condition:
+            self.count += 1
+            self._condition.notify_all()
+
+    def wait(self, expected: int, timeout: float) -> bool:
+        with self._condition:
+            return self._condition.wait_for(lambda: self.count >= expected, timeout)
 
 
 @dataclasses.dataclass
@@ -35,6 +55,7 @@ class Services:
     warmer: CacheWarmer
     hot_targets: HotTargets
     _listener_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    _acks: dict[str, _Acks] = dataclasses.field(default_factory=dict)
     _listener: object | None = None
 
     def changed(self, shop: str, *, kind: str | None = None, product_id: int | None = None) -> None:
@@ -49,9 +70,30 @@ class Services:
         # Pinned before the local state is dropped, so nothing re-reads it from a lagging replica.
         self.store.pin_primary(shop, self.settings.replica_pin_s)
         self._drop_local(shop, tags)
-        if self.cache.shared is not None:
-            self.cache.shared.publish(INVALIDATION_CHANNEL, json.dumps({"shop": shop, "tags": tags}))
+        self._broadcast(shop, tags)
         self.purger.submit(tags)
+
+    def _broadcast(self, shop: str, tags: list[str]) -> None:
+        """Tell every worker (on every host) and wait, briefly, until each has dropped its state.
+
+        PUBLISH says how many listeners got the message; each answers with an ack once it has
+        acted on it. Waiting for those acks (at most ``ACK_WAIT_S``) is what lets the admin
+        request promise that the next public request, to any worker, sees the change.
+        """
+        shared = self.cache.shared
+        if shared is None:
+            return
+        message_id = uuid.uuid4().hex
+        waiter = _Acks()
+        self._acks[message_id] = waiter
+        try:
+            receivers = shared.publish(INVALIDATION_CHANNEL, json.dumps(
+                {"type": "invalidate", "id": message_id, "shop": shop, "tags": tags}))
+            if receivers and not waiter.wait(receivers, ACK_WAIT_S):
+                log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
+                            shop, waiter.count, receivers, ACK_WAIT_S)
+        finally:
+            self._acks.pop(message_id, None)
 
     def purge(self, shop: str, *, kind: str | None = None, product_id: int | None = None) -> int:
         """Forget cached renders of a scope without a data change: Redis, every worker, the CDN.
@@ -86,13 +128,20 @@ class Services:
     def _on_message(self, data: bytes) -> None:
         try:
             message = json.loads(data)
+            if message.get("type") == "ack":
+                waiter = self._acks.get(str(message["id"]))
+                if waiter is not None:
+                    waiter.add()
+                return
             shop, tags = str(message["shop"]), [str(tag) for tag in message["tags"]]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignored a malformed invalidation message")
             return
         # Every worker reads a changed shop from the primary for a while: read-your-writes.
         self.store.pin_primary(shop, self.settings.replica_pin_s)
         self._drop_local(shop, tags)
+        if "id" in message and self.cache.shared is not None:
+            self.cache.shared.publish(INVALIDATION_CHANNEL, json.dumps({"type": "ack", "id": message["id"]}))
 
     def start_request(self) -> None:
         """First request in this process: start listening for other workers' invalidations.
