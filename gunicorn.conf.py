@@ -18,6 +18,10 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "10000"
 # Load the app in each worker, not the master: no connection or thread crosses a fork.
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+# Trust no forwarding headers: the app never uses them, and gunicorn acting on a client's
+# SCRIPT_NAME or X-Forwarded-* (it trusts 127.0.0.1, where a local Varnish connects from) would
+# let a client change routing or provoke errors.
+forwarded_allow_ips = ""
 # gunicorn's control socket defaults to one path per user, which several servers on a host (or a
 # read-only home in a container) cannot share; it is opt-in here.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"

@@ -11,6 +11,7 @@ from flask import Flask
 
 from storefront.services import Services, build_services
 from storefront.settings import SettingsError, load_settings
+from storefront.web.errors import MAX_BODY_BYTES
 
 __all__ = ["create_app", "Services", "SettingsError"]
 
@@ -27,10 +28,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(environ, test_config, app.instance_path)
     app.config.update(
         # Werkzeug's own limit turns an oversized body into a 413 before a view reads it.
-        MAX_CONTENT_LENGTH=256 * 1024,
+        # One byte over the limit: werkzeug cuts a chunked body at the limit instead of refusing
+        # it, so views read up to one byte more and refuse anything longer (read_body_limited).
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1,
         JSON_SORT_KEYS=False,
         SECRET_KEY=settings.secret_key or None,
     )
+    # "//" in a path must not become a redirect whose Location is built from the Host header.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions["storefront"] = build_services(settings)

@@ -14,7 +14,7 @@ from storefront import validation
 from storefront.preview_links import PreviewGrant
 from storefront.services import Services
 from storefront.store import WIDGET_KINDS, Conflict, NotFound, Store
-from storefront.web.errors import ApiError
+from storefront.web.errors import ApiError, read_body_limited
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
 
@@ -79,7 +79,7 @@ def _product_id(text: str) -> int:
 
 def _json_body(required: bool = True) -> Any:
     """The request's JSON, after the size, media type and syntax checks, in that order."""
-    raw = request.get_data(cache=True)  # over 256 KiB: werkzeug raises 413 here
+    raw = read_body_limited()
     if not raw and not required:
         return None
     if request.mimetype != "application/json":

@@ -13,6 +13,7 @@ from storefront.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+MAX_BODY_BYTES = 256 * 1024
 
 _CODES = {
     400: "bad_request",
@@ -39,6 +40,16 @@ class ApiError(Exception):
         self.fields = fields or {}
         self.code = code or _CODES.get(status, "error")
         self.cache_control = cache_control
+
+
+def read_body_limited() -> bytes:
+    """The request body, or a 413 when it is longer than 256 KiB however it is framed."""
+    from flask import request
+
+    raw = request.get_data(cache=True)  # werkzeug raises 413 past MAX_CONTENT_LENGTH
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "request body is larger than 256 KiB", {"body": "larger than 256 KiB"})
+    return raw
 
 
 def error_response(status: int, message: str, fields: dict[str, str] | None = None,

@@ -87,7 +87,7 @@ class HotPath:
         method = environ["REQUEST_METHOD"]
         if (method == "GET" or method == "HEAD") and not environ.get("CONTENT_LENGTH") \
                 and "HTTP_TRANSFER_ENCODING" not in environ:
-            raw_target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+            raw_target = raw_request_target(environ)
             target = self.targets.get(raw_target) if raw_target else None
             if target is not None:
                 local = self.targets.local
@@ -137,6 +137,21 @@ class HotPath:
                 self._encodings.clear()
             self._encodings[accept_encoding] = encoding
         return encoding
+
+
+def raw_request_target(environ: dict[str, Any]) -> str | None:
+    """The request target exactly as the client sent it (path and query), if the server says.
+
+    None when the server gives no raw target, or one that does not carry the query string
+    (some test servers): then two URLs could share a note, so none is kept.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        return None
+    query = environ.get("QUERY_STRING", "")
+    if query:
+        return raw if raw.endswith("?" + query) else None
+    return raw if "?" not in raw else None
 
 
 def _etag_matches(header: str, etag: str) -> bool:

@@ -37,7 +37,7 @@ from storefront.services import Services
 from storefront.shopify.products import apply_products_update
 from storefront.shopify.signatures import verify_webhook
 from storefront.store import NotFound
-from storefront.web.errors import ApiError
+from storefront.web.errors import ApiError, read_body_limited
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _bad(field: str, why: str) -> ApiError:
 
 @blueprint.post("/webhooks/shopify")
 def receive() -> Response:
-    raw = request.get_data(cache=True)  # over 256 KiB: werkzeug raises 413 here
+    raw = read_body_limited()
     secret = _services().settings.shopify_api_secret
     # Nothing about the request is trusted, or even parsed, before its signature checks out.
     if not verify_webhook(raw, request.headers.get("X-Shopify-Hmac-Sha256"), secret):

@@ -13,6 +13,7 @@ SHOP = re.compile(r"[a-z0-9][a-z0-9-]{0,60}\.myshopify\.com")
 PRODUCT = re.compile(r"[0-9]{1,20}")
 LOCALE = re.compile(r"[a-z]{2}(?:-[A-Z]{2})?")
 BUSTER = re.compile(r"[A-Za-z0-9._-]{1,32}")
+CANONICAL_KIND = re.compile(r"[a-z]{1,32}")
 ALLOWED = {"product": PRODUCT, "locale": LOCALE, "v": BUSTER}
 # Kinds whose render depends on a product; loyalty accepts ?product= but ignores it.
 NEEDS_PRODUCT = ("subscription", "bundle")
@@ -61,8 +62,12 @@ def parse_widget_request(shop: str, filename: str, raw_path: str, raw_query: str
     """Validate one request for ``/v1/shops/{shop}/widgets/{kind}.{fmt}``; 400 or 404 on anything off."""
     kind, dot, fmt = filename.partition(".")
     if not dot or kind not in WIDGET_KINDS or fmt not in FORMATS:
+        # Only a canonical-looking name may be remembered by shared caches: a cache that
+        # normalises paths (case, ";params", "%00") could otherwise store this 404 under a real
+        # widget's key.
+        canonical = CANONICAL_KIND.fullmatch(kind) is not None and fmt in FORMATS
         raise ApiError(404, "no such widget; use /v1/shops/{shop}/widgets/{kind}.js|.html|.json",
-                       {"kind": "unknown"}, cache_control="public, max-age=60")
+                       {"kind": "unknown"}, cache_control="public, max-age=60" if canonical else "no-store")
     # The raw path must be literal too: a percent-encoded shop names the same resource twice.
     if "%" in raw_path or not SHOP.fullmatch(shop):
         raise _bad("shop", "must be a lower-case *.myshopify.com domain")

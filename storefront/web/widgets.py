@@ -8,6 +8,7 @@ from storefront.cache import CachedRender, CacheResult
 from storefront.services import Services
 from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
+from storefront.web.hot_path import raw_request_target
 from storefront.web.request_log import annotate
 from storefront.web.widget_request import WidgetRequest, parse_widget_request
 from storefront.widget_lookup import Missing
@@ -33,9 +34,11 @@ def widget(shop: str, filename: str) -> Response:
     result, key = fetch_render(services, widget_request)
     annotate(cache=result.status, tier=result.tier,
              render_ms=round(result.entry.render_ms, 3) if result.status == "MISS" else None)
-    if key is not None and result.status != "STALE":
+    raw_target = raw_request_target(request.environ)
+    if key is not None and result.status != "STALE" and raw_target is not None:
         # The next request for this exact URL is answered before Flask (storefront/web/hot_path.py).
-        services.hot_targets.remember(raw_path, key, services.renders.headers_for(widget_request), log_fields)
+        services.hot_targets.remember(raw_target, key, services.renders.headers_for(widget_request),
+                                      log_fields)
     return widget_response(services, widget_request, result)
 
 
