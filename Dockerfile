@@ -21,7 +21,7 @@ RUN pip install --no-deps -r requirements.txt && pip check
 COPY storefront/ storefront/
 COPY templates/ templates/
 COPY static/ static/
-COPY wsgi.py gunicorn.conf.py ./
+COPY wsgi.py gunicorn.conf.py openapi.yaml ./
 # Bytecode now: the container runs with a read-only root filesystem, so nothing can be compiled later.
 RUN python -m compileall -q storefront wsgi.py
 

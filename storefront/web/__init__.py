@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from storefront.web import admin, errors, ops, preview, proxy, request_log, webhooks, widgets
+    from storefront.web import admin, errors, openapi, ops, preview, proxy, request_log, webhooks, widgets
 
     request_log.register_request_log(app)
     errors.register_error_handlers(app)
@@ -16,6 +16,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(preview.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(proxy.blueprint)
+    app.register_blueprint(openapi.blueprint)
 
     services = app.extensions["storefront"]
 
