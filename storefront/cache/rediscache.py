@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url
 from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -447,12 +448,17 @@ class RedisClusterCache(RedisCache):
     _KEYLESS_TRIES = 2
 
     def _create_client(self) -> None:
+        # Checked here, without connecting, so a wrong URL stops the app at start-up instead of
+        # turning every call into a logged miss.
+        options = parse_url(self.url)
+        if "path" in options or options.get("db", 0) != 0:
+            raise ValueError("a Redis Cluster seed must be a redis:// or rediss:// URL without a database")
         self._cluster: RedisCluster | None = None
         self._connect_lock = threading.Lock()
         self._node_breakers: dict[str, CircuitBreaker] = {}
         self._node_breakers_lock = threading.Lock()
-        # Where this process's subscriptions start, so workers spread over the nodes.
-        self._subscribe_offset = random.randrange(1 << 16)
+        # Which node this instance prefers for subscribing and publishing, so workers spread over the nodes.
+        self._node_offset = random.randrange(1 << 16)
         return None
 
     # -- the cache contract -------------------------------------------------------------------
@@ -541,6 +547,8 @@ class RedisClusterCache(RedisCache):
         with self._connect_lock:
             client, self._cluster = self._cluster, None
         if client is not None:
+            # close() alone leaves the nodes' pools connected: redis-py made them from the URL.
+            client.disconnect_connection_pools()
             client.close()
 
     # -- routing and breakers -------------------------------------------------------------------
@@ -667,9 +675,14 @@ class RedisClusterCache(RedisCache):
         return _FAILED
 
     def _keyless_order(self, client: RedisCluster) -> list[ClusterNode]:
-        """Masters in random order (to spread the load), those whose breaker saw failures last."""
-        nodes = list(client.get_primaries())
-        random.shuffle(nodes)
+        """Masters, this instance's preferred one first, those whose breaker saw failures last.
+
+        A fixed preference keeps one publisher's messages in order: the cluster forwards a message
+        to the other nodes over its bus, so two nodes may deliver two messages in either order.
+        """
+        nodes = sorted(client.get_primaries(), key=lambda node: node.name)
+        start = self._node_offset % len(nodes)
+        nodes = nodes[start:] + nodes[:start]
 
         def doubtful(node: ClusterNode) -> bool:
             breaker = self._node_breakers.get(node.name)
@@ -685,7 +698,7 @@ class RedisClusterCache(RedisCache):
                 self._cluster = self._build_cluster()
             client = self._cluster
         nodes = sorted(client.get_nodes(), key=lambda node: node.name)
-        node = nodes[(self._subscribe_offset + attempt) % len(nodes)]
+        node = nodes[(self._node_offset + attempt) % len(nodes)]
         # Not the node's shared pool: a topology refresh recycles those connections, and with them
         # the subscription.
         pool = client.get_redis_connection(node).connection_pool
