@@ -114,7 +114,7 @@ def test_stopped_every_call_is_a_quick_miss(
 ) -> None:
     errors: list[BaseException] = []
     cache = make_cache(failures=1000, on_error=lambda backend, exc: errors.append(exc))
-    assert cache.set("k", b"v", 10)
+    assert wait_for(lambda: cache.set("k", b"v", 10))
     private_redis.stop()
     for operation, call in every_operation(cache).items():
         result, elapsed = timed(call)
@@ -138,14 +138,14 @@ def test_paused_each_call_costs_one_timeout(
     assert set(cache.stats()["errors"]) == {"TimeoutError"}
     private_redis.resume()
     assert wait_for(cache.ping)
-    assert cache.set("k", b"back", 10) and cache.get("k") == b"back"
+    assert wait_for(lambda: cache.set("k", b"back", 10) and cache.get("k") == b"back")
 
 
 def test_the_breaker_opens_after_n_failures_and_closes_after_the_reset_time(
     private_redis: PrivateRedis, make_cache: Callable[..., RedisCache]
 ) -> None:
     cache = make_cache(failures=3, reset_s=1.0)
-    assert cache.set("k", b"v", 60)
+    assert wait_for(lambda: cache.set("k", b"v", 60))  # healthy: a loaded host may miss one timeout
     private_redis.pause()
     for _ in range(3):
         _, elapsed = timed(lambda: cache.get("k"))
