@@ -117,3 +117,10 @@ def test_size_report_measures_every_kind_on_the_fixtures():
     assert coffee["js+css"]["brotli"] == coffee["js"]["brotli"] + coffee["css"]["brotli"] <= BUDGET
     css = render("subscription", "css", shop=USD).encode()
     assert coffee["css"]["raw"] == len(css)
+
+
+def test_size_report_uses_the_render_caches_compression() -> None:
+    from storefront.cache import entry
+    from storefront.render import assets
+
+    assert assets.BROTLI_QUALITY == entry.BROTLI_QUALITY
