@@ -7,7 +7,7 @@ PORT ?= 8000
 DEV_ADMIN_TOKEN ?= dev-admin-token-0000000000000000
 BASE_URL := http://$(HOST):$(PORT)
 
-.PHONY: run test lint venv dev-venv system-deps clean
+.PHONY: run test lint venv dev-venv system-deps bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ lint: dev-venv
 
 test: dev-venv system-deps lint
 	$(BIN)/pytest
+
+# The origin against its baselines on pinned CPUs (bench/README.md): about 8 minutes, 10 at most.
+bench: venv
+	@./bench/install-system-deps
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -171,7 +171,7 @@ def build_services(settings: Settings) -> Services:
                          replica_url=settings.database_replica_url, replica_pin_s=settings.replica_pin_s)
     cache = create_render_cache(settings, settings.redis_key_prefix, on_event=metrics.on_cache_event)
     lookup = WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s)
-    renders = WidgetRenders(cache, settings)
+    renders = WidgetRenders(cache, settings, lookup)
     return Services(
         settings=settings,
         store=store,

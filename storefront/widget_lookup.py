@@ -24,6 +24,9 @@ class RenderInputs:
     settings_version: int | None
     product: dict[str, Any] | None
     versions: str
+    # False for the copy kept in memory: it carries the versions (all a cache hit needs) but not
+    # the settings and product documents, which a render re-reads (see WidgetLookup.read).
+    complete: bool = True
 
 
 class Missing(Exception):
@@ -62,10 +65,21 @@ class WidgetLookup:
             found = self._read(shop, kind, product_id)
             ttl = self.negative_ttl_s if isinstance(found, Missing) else self.ttl_s
             if ttl > 0:
+                # Documents stay out of memory: thousands of products would otherwise hold
+                # tens of kilobytes each here, outside the render cache's byte budget.
+                kept = found if isinstance(found, Missing) else dataclasses.replace(
+                    found, settings=None, product=None, complete=False)
                 with self._lock:
                     if len(self._entries) >= self.max_entries:
                         self._entries.clear()  # crude but bounded; entries are cheap to rebuild
-                    self._entries[key] = (now + ttl, found)
+                    self._entries[key] = (now + ttl, kept)
+        if isinstance(found, Missing):
+            raise found
+        return found
+
+    def read(self, shop: str, kind: str, product_id: int | None) -> RenderInputs:
+        """Complete inputs, read now (a render's own read). Raises Missing or StoreUnavailable."""
+        found = self._read(shop, kind, product_id)
         if isinstance(found, Missing):
             raise found
         return found

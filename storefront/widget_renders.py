@@ -12,7 +12,7 @@ from storefront.cache import STALE, CacheResult, RenderCache
 from storefront.render import render_widget
 from storefront.settings import Settings
 from storefront.web.widget_request import WidgetRequest
-from storefront.widget_lookup import RenderInputs
+from storefront.widget_lookup import RenderInputs, WidgetLookup
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -37,8 +37,10 @@ def render_revision() -> str:
 class WidgetRenders:
     """Builds keys from the normalised request plus versions, and renders on a miss."""
 
-    def __init__(self, cache: RenderCache, settings: Settings, revision: str | None = None) -> None:
+    def __init__(self, cache: RenderCache, settings: Settings, lookup: WidgetLookup,
+                 revision: str | None = None) -> None:
         self.cache = cache
+        self.lookup = lookup
         self.settings = settings
         self.revision = revision or render_revision()
         self.cache_control = (
@@ -94,9 +96,12 @@ class WidgetRenders:
 
         def render() -> tuple[bytes, str]:
             started = time.perf_counter()
+            # Versions read later can only be newer: the bytes under this key are never older
+            # than the key says.
+            full = inputs if inputs.complete else self.lookup.read(req.shop, req.kind, req.product_id)
             rendered = render_widget(
-                req.kind, req.fmt, shop=inputs.shop, settings=inputs.settings,
-                settings_version=inputs.settings_version, product=inputs.product, locale=locale,
+                req.kind, req.fmt, shop=full.shop, settings=full.settings,
+                settings_version=full.settings_version, product=full.product, locale=locale,
                 base_url=self.settings.public_base_url)
             metrics.RENDERS.labels(req.kind).inc()
             metrics.RENDER_DURATION.labels(req.kind).observe(time.perf_counter() - started)

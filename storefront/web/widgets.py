@@ -47,6 +47,8 @@ def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, s
     last good copy, which has no current key."""
     try:
         inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
+        # A render re-reads its documents: the shop or product may be gone by then (Missing too).
+        return services.renders.get(req, inputs)
     except Missing as missing:
         ttl = services.settings.negative_ttl_s
         raise ApiError(404, f"no such {missing.what}", {missing.what: "not found"},
@@ -56,7 +58,6 @@ def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, s
         if stale is None:
             raise
         return stale, None
-    return services.renders.get(req, inputs)
 
 
 def widget_response(services: Services, req: WidgetRequest, result: CacheResult) -> Response:

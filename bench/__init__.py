@@ -1,0 +1,1 @@
+"""The benchmark harness behind `make bench`: the project against its baselines, on pinned cores."""

@@ -1,0 +1,265 @@
+"""The benchmark's verdicts and tables: each issue target checked against one run's figures, in Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIB = 1024 * 1024
+SERVERS = (("project", "project"), ("bare_wsgi", "bare WSGI"), ("flask_caching", "Flask-Caching"),
+           ("nginx", "nginx static"))
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _compare(project: dict[str, Any] | None, baseline: dict[str, Any] | None) -> tuple[float | None, bool]:
+    """The project's throughput over the baseline's, and whether it had to be taken per CPU-second.
+
+    Both servers are CPU-bound on one core. When other processes took a share of that core during
+    either run (a shared machine), req/s compares what each was given, not what each costs: the
+    ratio is then taken from the server CPU each response used, which the others do not change.
+    """
+    if not project or not baseline or not project.get("rps") or not baseline.get("rps"):
+        return None, False
+    if _contended(project) or _contended(baseline):
+        mine, theirs = project.get("cpu_us_per_response"), baseline.get("cpu_us_per_response")
+        if mine and theirs:
+            return round(theirs / mine, 3), True
+    return round(project["rps"] / baseline["rps"], 3), False
+
+
+def _target(name: str, wanted: str, value: Any, holds: bool | None, shown: str, why: str = ""
+            ) -> dict[str, Any]:
+    verdict = "holds" if holds else ("not measured" if holds is None else "MISSED")
+    return {"name": name, "target": wanted, "value": value, "shown": shown, "holds": holds,
+            "verdict": verdict, "why": why}
+
+
+def _times(ratio: float | None, per_cpu: bool = False) -> str:
+    if not ratio:
+        return "-"
+    return f"{ratio:.2f}x" + (" per CPU-s" if per_cpu else "")
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the benchmark issue, from the figures of this one run."""
+    targets = []
+
+    hot, per_cpu = _compare(_get(results, "hot", "project"), _get(results, "hot", "bare_wsgi"))
+    targets.append(_target("hot in-process hit vs bare WSGI", ">= 0.90x", hot,
+                           None if hot is None else hot >= 0.90, _times(hot, per_cpu),
+                           _per_request_gap(results, "hot")))
+
+    revalidate, per_cpu = _compare(_get(results, "revalidate", "project"),
+                                   _get(results, "revalidate", "bare_wsgi"))
+    targets.append(_target("304 revalidation vs bare WSGI", ">= 0.90x", revalidate,
+                           None if revalidate is None else revalidate >= 0.90, _times(revalidate, per_cpu),
+                           _per_request_gap(results, "revalidate")))
+
+    zipf, per_cpu = _compare(_get(results, "zipf", "project_shared_only"),
+                             _get(results, "zipf", "flask_caching"))
+    cached = _get(results, "zipf", "project_keys_cached")
+    keys = _get(results, "zipf", "keys")
+    why = "" if not keys or cached is None or cached >= keys else (
+        f"only {cached:,} of {keys:,} keys were cached before the run: it includes misses")
+    targets.append(_target("Zipf shared-tier hits vs Flask-Caching", ">= 2.5x", zipf,
+                           None if zipf is None else zipf >= 2.5, _times(zipf, per_cpu), why))
+
+    mysql_p50 = _get(results, "cold", "mysql", "client_ms", "p50")
+    render_p50 = _get(results, "cold", "mysql", "server_timing_render_ms", "p50")
+    why = ""
+    if mysql_p50 is not None and render_p50 is not None:
+        why = (f"render (Server-Timing) p50 {render_p50:.1f} ms; the other {mysql_p50 - render_p50:.1f} ms "
+               "are the lookups, compression, the Redis lock and writes, and HTTP")
+    targets.append(_target("cold miss on MySQL, p50 at the origin", "<= 5 ms", mysql_p50,
+                           None if mysql_p50 is None else mysql_p50 <= 5.0,
+                           "-" if mysql_p50 is None else f"{mysql_p50:.1f} ms", why))
+
+    renders = _get(results, "purge", "renders")
+    ok = _get(results, "purge", "all_ok")
+    why = "" if ok or renders is None else "not every response was a 200 with the same ETag"
+    targets.append(_target("purged hot key, 200 concurrent requests", "exactly 1 render", renders,
+                           None if renders is None else (renders == 1 and bool(ok)),
+                           "-" if renders is None else f"{renders:g} render(s)", why))
+
+    memory = results.get("memory") or {}
+    growth = memory.get("max_growth_bytes")
+    budget = memory.get("budget_bytes")
+    exercised = memory.get("budget_exercised")
+    holds = None
+    why = ""
+    if growth is not None and budget:
+        holds = growth <= budget * 1.2 and bool(exercised)
+        if not exercised:
+            why = "the sweep did not push twice the budget through each worker: the bound was not exercised"
+        keys_per_worker = memory.get("keys_reached", 0) / max(1, len(memory.get("workers") or []))
+        if not holds and keys_per_worker and memory.get("estimated_entry_bytes"):
+            per_key = memory["mean_growth_bytes"] / keys_per_worker
+            why = (why + "; " if why else "") + (
+                f"each worker grew {per_key / 1024:.0f} KiB per distinct key it answered, against about "
+                f"{memory['estimated_entry_bytes'] / 1024:.0f} KiB per cached render: state besides the tier "
+                "grows with the keys")
+        if memory.get("keys_reached", 0) < memory.get("keys_wanted", 0):
+            why = (why + "; " if why else "") + (
+                f"reached {memory['keys_reached']:,} of {memory['keys_wanted']:,} distinct keys in the "
+                f"{memory.get('time_cap_s')} s cap")
+    shown = "-" if growth is None or not budget else f"{growth / MIB:.1f} MiB of {budget / MIB:.0f} MiB"
+    targets.append(_target("in-process tier memory per worker", "<= budget + 20%", growth, holds, shown, why))
+
+    size = _get(results, "bytes", "target", "brotli")
+    targets.append(_target("subscription widget (three plans), .js + .css, brotli", "<= 6 KiB", size,
+                           None if size is None else size <= 6 * 1024,
+                           "-" if size is None else f"{size:,} B"))
+    return targets
+
+
+def _per_request_gap(results: dict[str, Any], scenario: str) -> str:
+    project = _get(results, scenario, "project", "cpu_us_per_response")
+    bare = _get(results, scenario, "bare_wsgi", "cpu_us_per_response")
+    if not project or not bare:
+        return ""
+    return (f"{project:.0f} us of server CPU per response against {bare:.0f} us for the bare callable: "
+            f"{project - bare:.0f} us of app code (and Flask, where it runs) per response")
+
+
+def _contended(run: dict[str, Any]) -> bool:
+    """Other processes took more than a tenth of the server's CPU during the run."""
+    return run.get("server_cpu_busy", 0) - run.get("server_cpu_share", 0) > 0.10
+
+
+def _rps(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "-"
+    mark = " †" if _contended(run) else ""
+    return f"{run['rps']:,.0f} ({run['latency_ms']['p99']:.1f}){mark}"
+
+
+def _cold(cold: dict[str, Any] | None) -> str:
+    if not cold or not cold.get("client_ms"):
+        return "-"
+    client, render = cold["client_ms"], cold.get("server_timing_render_ms") or {}
+    text = f"{client['p50']:.1f} / {client['p90']:.1f} / {client['p99']:.1f}"
+    if render:
+        text += f" (render {render['p50']:.1f} / {render['p90']:.1f} / {render['p99']:.1f})"
+    return text
+
+
+def main_table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
+    by_name = {target["name"]: target for target in targets}
+
+    def verdict(name: str) -> tuple[str, str]:
+        target = by_name[name]
+        return target["target"], f"{target['shown']}: **{target['verdict']}**"
+
+    rows = ["| scenario | measure | " + " | ".join(label for _, label in SERVERS) + " | target | result |",
+            "|---|---|" + "---|" * len(SERVERS) + "---|---|"]
+
+    def row(scenario: str, measure: str, cells: list[str], target: tuple[str, str] = ("", "")) -> None:
+        rows.append(f"| {scenario} | {measure} | " + " | ".join(cells) + f" | {target[0]} | {target[1]} |")
+
+    def throughput(section: str) -> list[str]:
+        return [_rps(_get(results, section, key)) for key, _ in SERVERS]
+
+    row("one hot key (in-process hit)", "req/s (p99 ms)", throughput("hot"),
+        verdict("hot in-process hit vs bare WSGI"))
+    row("If-None-Match revalidation (304)", "req/s (p99 ms)", throughput("revalidate"),
+        verdict("304 revalidation vs bare WSGI"))
+    zipf_keys = _get(results, "zipf", "keys")
+    zipf = f"Zipf over {zipf_keys:,} product keys" if zipf_keys else "Zipf over product keys"
+    flask_zipf = _rps(_get(results, "zipf", "flask_caching"))
+    row(f"{zipf}, in-process tier off (shared-tier hits)", "req/s (p99 ms)",
+        [_rps(_get(results, "zipf", "project_shared_only")), "-", flask_zipf, "-"],
+        verdict("Zipf shared-tier hits vs Flask-Caching"))
+    row(f"{zipf}, as configured (both tiers)", "req/s (p99 ms)",
+        [_rps(_get(results, "zipf", "project")), "-", flask_zipf, "-"])
+    row("cold miss, SQLite", "p50 / p90 / p99 ms", [_cold(_get(results, "cold", "sqlite")), "-", "-", "-"])
+    row("cold miss, MySQL", "p50 / p90 / p99 ms", [_cold(_get(results, "cold", "mysql")), "-", "-", "-"],
+        verdict("cold miss on MySQL, p50 at the origin"))
+    purge = results.get("purge") or {}
+    row(f"purged hot key, {purge.get('concurrency', 200)} concurrent requests", "renders",
+        [f"{purge['renders']:g}" if "renders" in purge else "-", "-", "-", "-"],
+        verdict("purged hot key, 200 concurrent requests"))
+    memory = results.get("memory") or {}
+    reached = memory.get("keys_reached")
+    growth = memory.get("max_growth_bytes")
+    memory_row = "resident memory per worker" + (f" after {reached:,} distinct keys" if reached else "")
+    row(memory_row, "RSS growth, max of workers",
+        ["-" if growth is None else f"{growth / MIB:.1f} MiB", "-", "-", "-"],
+        verdict("in-process tier memory per worker"))
+    size = results.get("bytes") or {}
+    row("subscription widget, three-plan product", ".js + .css brotli",
+        [f"{size['target']['brotli']:,} B" if size.get("target") else "-", "-", "-", "-"],
+        verdict("subscription widget (three plans), .js + .css, brotli"))
+    return "\n".join(rows)
+
+
+def bytes_table(results: dict[str, Any]) -> str:
+    report = _get(results, "bytes", "report") or {}
+    rows = ["| widget | case | .js raw | .js gzip | .js brotli | .css raw | .css gzip | .css brotli |"
+            " .js+.css brotli |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind, cases in report.items():
+        for case, entry in cases.items():
+            js, css, both = entry["js"], entry["css"], entry["js+css"]
+            cells = [js["raw"], js["gzip"], js["brotli"], css["raw"], css["gzip"], css["brotli"],
+                     both["brotli"]]
+            rows.append(f"| {kind} | {case} | " + " | ".join(f"{cell:,}" for cell in cells) + " |")
+    return "\n".join(rows)
+
+
+def notes(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
+    """Facts from this run that explain the table (tier mix, per-response cost, what limited a miss)."""
+    lines = []
+    meta = results.get("meta") or {}
+    if meta:
+        pinned = "pinned" if meta.get("pinned") else "NOT pinned: one CPU"
+        lines.append(
+            f"gunicorn: {meta.get('workers')} workers x {meta.get('threads')} threads (gthread) for the "
+            f"project, the bare callable and Flask-Caching alike; server CPU {meta.get('server_cpus')}, "
+            f"wrk CPU {meta.get('client_cpus')} ({pinned}); wrk {meta.get('wrk_threads')} threads, "
+            f"{meta.get('connections')} connections, {meta.get('duration_s')} s per run; "
+            f"`Accept-Encoding: {meta.get('accept_encoding')}`; {meta.get('redis_where')}.")
+    compress = _get(results, "cold", "compress_ms")
+    if compress is not None:
+        size = _get(results, "meta", "hot_key", "body_bytes")
+        lines.append(f"a miss also compresses its render once, gzip -9 and brotli -11: the project's "
+                     f"`CachedRender.build` takes {compress:.1f} ms for the hot key's script (timed on the "
+                     f"load generator's CPU; {size:,} B gzip); `Server-Timing` shows the render alone.")
+    for section, label in (("hot", "hot key"), ("zipf", "Zipf as configured"),
+                           ("zipf_shared_only", "Zipf, in-process tier off")):
+        tiers = _get(results, "tiers", section)
+        if tiers:
+            mix = ", ".join(f"{name} {share:.1%}" for name, share in tiers.items() if share >= 0.0005)
+            lines.append(f"{label}: answered from {mix} (project /metrics, deltas over the run).")
+    for section in ("hot", "revalidate", "zipf"):
+        for name, run in (results.get(section) or {}).items():
+            if isinstance(run, dict) and run.get("redis_errors"):
+                lines.append(
+                    f"{section} / {name}: {run['redis_errors']:g} Redis calls failed (timeouts under CPU "
+                    "saturation); after a few the worker's breaker skips Redis and the worker renders "
+                    "itself, which the answering tiers above show as renders.")
+    runs = [run for section in ("hot", "revalidate", "zipf") for run in (results.get(section) or {}).values()
+            if isinstance(run, dict)]
+    if any(_contended(run) for run in runs):
+        lines.append("† other processes used more than 10% of the server's CPU during that run: its req/s "
+                     "is low by about that much, so a target ratio with such a run is taken per CPU-second "
+                     "(server CPU per response, `cpu_us_per_response` in the JSON).")
+    for target in targets:
+        if target["why"]:
+            lines.append(f"{target['name']}: {target['why']}.")
+    for line in results.get("warnings") or []:
+        lines.append(f"warning: {line}")
+    return lines
+
+
+def markdown(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
+    parts = [main_table(results, targets), ""]
+    parts += [f"- {line}" for line in notes(results, targets)]
+    if _get(results, "bytes", "report"):
+        parts += ["", bytes_table(results)]
+    return "\n".join(parts) + "\n"
