@@ -175,7 +175,8 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 class GunicornServer:
     """The app as production runs it: `init-db`, `seed-demo`, then gunicorn with gunicorn.conf.py."""
 
-    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, seed: bool = True) -> None:
+    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, seed: bool = True,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STOREFRONT_", "PROMETHEUS_"))}
         self.env.update(env)
@@ -191,7 +192,7 @@ class GunicornServer:
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--threads", str(threads), "wsgi:app"],
+             "--workers", str(workers), "--threads", str(threads), *extra_args, "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import uuid
@@ -122,7 +123,8 @@ class HotPath:
         elapsed = time.perf_counter() - started
         metrics.REQUEST_DURATION.labels("widgets").observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
-            fields = {"request_id": request_id, "method": method, "path": environ.get("PATH_INFO", ""),
+            fields = {"request_id": request_id, "pid": os.getpid(), "method": method,
+                      "path": environ.get("PATH_INFO", ""),
                       "status": int(status[:3]), "total_ms": round(elapsed * 1000, 3),
                       **dict(target.log_fields), "cache": "HIT", "tier": "local", "render_ms": None}
             access_log.info("request", extra={"fields": fields})

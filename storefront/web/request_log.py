@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -43,6 +44,7 @@ def register_request_log(app: Flask) -> None:
         if log.isEnabledFor(logging.INFO):
             line: dict[str, Any] = {
                 "request_id": g.request_id,
+                "pid": os.getpid(),
                 "method": request.method,
                 # The path only: query strings may carry signatures and preview tokens.
                 "path": request.path,
