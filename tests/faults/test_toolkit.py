@@ -93,16 +93,15 @@ def test_paused_mariadb_accepts_connections_but_never_answers(mariadb: PrivateMa
 
 def test_dropped_mariadb_connections_are_gone(mariadb: PrivateMariaDB) -> None:
     victims = [mariadb.connect() for _ in range(3)]
+    ids = {victim.thread_id() for victim in victims}
     assert mariadb.drop_connections() >= 3
     for victim in victims:
         with pytest.raises(pymysql.err.OperationalError) as raised, victim.cursor() as cursor:
             cursor.execute("SELECT 1")
         assert raised.value.args[0] == 2013
-    # The connection that sent the KILLs closes asynchronously on the server: allow it a moment.
-    deadline = time.monotonic() + 5
-    while mariadb.client_connections() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert mariadb.client_connections() == []
+    # Other clients (an earlier test's background thread) may connect anew meanwhile: what
+    # matters is that none of the dropped connections is still there.
+    assert not ids & {thread_id for thread_id, *_ in mariadb.client_connections()}
 
 
 def test_sqlite_locks(tmp_path: Path) -> None:
