@@ -107,14 +107,9 @@ class HotPath:
             status, body = "304 NOT MODIFIED", b""
         else:
             encoding = self._encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
-            if encoding == "br":
-                body = entry.br
-                headers.append(("Content-Encoding", "br"))
-            elif encoding == "gzip":
-                body = entry.gzip
-                headers.append(("Content-Encoding", "gzip"))
-            else:
-                body = entry.identity
+            body = encoded_body(entry, encoding)
+            if encoding != "identity":
+                headers.append(("Content-Encoding", encoding))
             headers.append(("Content-Type", entry.content_type))
             headers.append(("Content-Length", str(len(body))))
             status = "200 OK"
@@ -139,6 +134,11 @@ class HotPath:
                 self._encodings.clear()
             self._encodings[accept_encoding] = encoding
         return encoding
+
+
+def encoded_body(entry: CachedRender, encoding: str) -> bytes:
+    """The body compressed once per render for ``encoding`` (br, gzip or identity)."""
+    return entry.br if encoding == "br" else entry.gzip if encoding == "gzip" else entry.identity
 
 
 def raw_request_target(environ: dict[str, Any]) -> str | None:

@@ -8,14 +8,12 @@ from storefront.cache import CachedRender, CacheResult
 from storefront.services import Services
 from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
-from storefront.web.hot_path import raw_request_target
+from storefront.web.hot_path import ENCODINGS, encoded_body, raw_request_target
 from storefront.web.request_log import annotate
 from storefront.web.widget_request import WidgetRequest, parse_widget_request
 from storefront.widget_lookup import Missing
 
 blueprint = Blueprint("widgets", __name__)
-
-ENCODINGS = ("br", "gzip", "identity")
 
 
 def _has_body() -> bool:
@@ -71,7 +69,7 @@ def widget_response(services: Services, req: WidgetRequest, result: CacheResult)
         # Answered from the header alone: nothing is decompressed or rendered for a 304.
         return Response(status=304, headers=headers)
     encoding = request.accept_encodings.best_match(ENCODINGS, default="identity") or "identity"
-    body = entry.br if encoding == "br" else entry.gzip if encoding == "gzip" else entry.identity
+    body = encoded_body(entry, encoding)
     if encoding != "identity":
         headers["Content-Encoding"] = encoding
     # For HEAD, werkzeug sends these headers (Content-Length included) and drops the body.

@@ -12,17 +12,13 @@ from tests.conftest import make_app, seed
 
 
 def build_app(database_url: str, *, seeded: bool = True) -> Flask:
-    """``tests.conftest.make_app`` plus the OpenAPI blueprint (until storefront.web registers it).
+    """``tests.conftest.make_app``, seeded.
 
     Requests reach it with the environ gunicorn builds: werkzeug's test client, which schemathesis
     drives, leaves the query string out of RAW_URI when it is passed separately, and without it the
     hot path (storefront/web/hot_path.py) would stand aside instead of being fuzzed too.
     """
     app = make_app(database_url)
-    if "openapi" not in app.blueprints:
-        from storefront.web import openapi
-
-        app.register_blueprint(openapi.blueprint)
     app.wsgi_app = with_full_request_target(app.wsgi_app)  # type: ignore[method-assign]
     if seeded:
         seed(app)

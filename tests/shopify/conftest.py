@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from storefront.web import proxy, webhooks
 from tests.conftest import make_app, seed
 
 
 def shopify_app(database_url: str, **overrides: object):  # type: ignore[no-untyped-def]
     application = make_app(database_url, **overrides)
-    # Until storefront.web registers these two blueprints itself; afterwards this is a no-op.
-    for module in (webhooks, proxy):
-        if module.blueprint.name not in application.blueprints:
-            application.register_blueprint(module.blueprint)
     seed(application)
     return application
 
