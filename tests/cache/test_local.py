@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
+import tracemalloc
 
 import pytest
 
-from storefront.cache import CachedRender, LocalCache
-from storefront.cache.local import ENTRY_OVERHEAD
+from storefront.cache import CachedRender, LocalCache, RenderCache
+from storefront.cache.local import VALUE_OVERHEAD, entry_size, tag_size, value_size
 
 
 class FakeClock:
@@ -30,7 +32,7 @@ def test_total_bytes_stay_within_the_budget_and_the_oldest_go_first() -> None:
     for number in range(300):
         cache.set(f"key-{number:03d}", bytes(1000), 60)
         assert cache.stats()["bytes"] <= budget
-    per_entry = 1000 + ENTRY_OVERHEAD + len("key-000")
+    per_entry = entry_size("key-000", ()) + value_size(bytes(1000)) + VALUE_OVERHEAD
     kept = budget // per_entry
     stats = cache.stats()
     assert stats["entries"] == kept
@@ -41,7 +43,7 @@ def test_total_bytes_stay_within_the_budget_and_the_oldest_go_first() -> None:
 
 
 def test_a_read_makes_an_entry_recent() -> None:
-    cache = LocalCache(10 * (1000 + ENTRY_OVERHEAD + 2))
+    cache = LocalCache(10 * (entry_size("k0", ()) + value_size(bytes(1000)) + VALUE_OVERHEAD))
     for number in range(10):
         cache.set(f"k{number}", bytes(1000), 60)
     assert cache.get("k0") is not None
@@ -104,7 +106,8 @@ def test_overwriting_replaces_the_tags() -> None:
 
 
 def test_evicted_and_deleted_entries_leave_no_tags_behind() -> None:
-    cache = LocalCache(5 * (100 + ENTRY_OVERHEAD + 10 + 64 + 10))
+    cache = LocalCache(5 * (entry_size("k10", ("tag-10",)) + value_size(bytes(100)) + VALUE_OVERHEAD
+                            + tag_size("tag-10")))
     for number in range(50):
         cache.set(f"k{number}", bytes(100), 60, tags=(f"tag-{number}",))
     assert cache.stats()["tags"] == cache.stats()["entries"] <= 5
@@ -157,3 +160,84 @@ def test_byte_accounting_stays_exact_under_concurrent_use() -> None:
     for key in keys:
         cache.delete(key)
     assert (cache.stats()["bytes"], cache.stats()["tags"], len(cache)) == (0, 0, 0)
+
+
+def _render_like_entries(cache: LocalCache, count: int, *, last_good: bool) -> None:
+    """What the render cache stores per key: a render under its key and tags, and its last-good copy."""
+    chooser = random.Random(7)
+    shop = "demo-coffee.myshopify.com"
+    variants = [("js", ""), ("js", "fr"), ("html", ""), ("html", "fr"), ("json", ""), ("json", "fr")]
+    for number in range(count):
+        product = 8000000000001 + number // len(variants)
+        fmt, locale = variants[number % len(variants)]
+        entry = CachedRender.build(chooser.randbytes(1500) + b"<div></div>" * 600, "text/html; charset=utf-8",
+                                   1.0, 60)
+        scope = f"{{{shop}:subscription:{product}}}:{fmt}"
+        cache.set(f"{scope}:{locale or 'en'}:s1.w3.p1:0123456789ab", entry, 60,
+                  (f"shop:{shop}", f"widget:{shop}:subscription", f"product:{shop}:{product}"))
+        if last_good:
+            cache.set(f"last-good:{scope}:{locale}", entry, 600)
+
+
+@pytest.mark.parametrize("last_good", [True, False])
+@pytest.mark.parametrize("budget", [1 << 30, 2 << 20])
+def test_counted_bytes_track_the_memory_the_tier_really_holds(budget: int, last_good: bool) -> None:
+    """The budget is only a bound on memory if the count is honest: compare it with tracemalloc."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cache = LocalCache(budget)
+        _render_like_entries(cache, 1200, last_good=last_good)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    counted = cache.stats()["bytes"]
+    assert counted <= budget
+    assert 0.9 * held <= counted <= 1.15 * held, (counted, held)
+
+
+def test_a_value_kept_under_two_keys_is_counted_once() -> None:
+    entry = CachedRender.build(random.randbytes(20_000), "application/javascript", 1.0, 60)
+    cache = LocalCache(10_000_000)
+    cache.set("render", entry, 60, tags=("shop:a",))
+    alone = cache.stats()["bytes"]
+    cache.set("last-good:render", entry, 600)
+    both = cache.stats()
+    assert both["values"] == 1
+    assert both["bytes"] - alone == entry_size("last-good:render", ()), "only the second entry's own bytes"
+    cache.delete("render")
+    assert cache.get("last-good:render") is entry
+    assert cache.stats()["bytes"] == entry_size("last-good:render", ()) + value_size(entry) + VALUE_OVERHEAD
+    cache.delete("last-good:render")
+    assert (cache.stats()["bytes"], cache.stats()["values"]) == (0, 0)
+
+
+def test_a_budget_holds_as_many_renders_with_last_good_copies_as_without() -> None:
+    with_copies, without = LocalCache(2 << 20), LocalCache(2 << 20)
+    _render_like_entries(with_copies, 600, last_good=True)
+    _render_like_entries(without, 600, last_good=False)
+    assert with_copies.stats()["values"] >= 0.9 * without.stats()["values"]
+
+
+def test_the_render_cache_stores_a_render_and_its_last_good_copy_as_one_value() -> None:
+    local = LocalCache(10_000_000)
+    cache = RenderCache(local, None, render_ttl_s=60, stale_ttl_s=600, local_ttl_s=5, lock_ttl_ms=1000,
+                        lock_wait_ms=100, negative_ttl_s=5)
+    result = cache.get_or_render("k:v1", lambda: (random.randbytes(30_000), "text/html"),
+                                 tags=("shop:a",), last_good_key="k")
+    assert cache.get_stale("k") is result.entry
+    stats = local.stats()
+    assert (stats["entries"], stats["values"]) == (2, 1)
+    assert stats["bytes"] < value_size(result.entry) + 2_000
+
+
+def test_shared_tag_strings_are_kept_once() -> None:
+    cache = LocalCache(10_000_000)
+    for number in range(3):
+        cache.set(f"k{number}", bytes(10), 60, tags=("shop:" + "a" * 40,))
+    tags = {id(tag) for item in cache._items.values() for tag in item.tags}
+    assert len(tags) == 1
+    assert cache.invalidate_tags(["shop:" + "a" * 40]) == 3
+    assert cache.stats()["bytes"] == 0
