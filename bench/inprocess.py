@@ -93,13 +93,15 @@ def build_project(work: Path) -> WsgiApp:
     (work / "metrics").mkdir()
     import logging
 
-    # As under gunicorn: the app's JSON lines go to the process's stderr, here a file.
-    logging.basicConfig(stream=open(work / "requests.log", "w"), level=logging.INFO)  # noqa: SIM115
     from storefront import create_app
     from storefront.demo import seed_demo
-    from storefront.web.request_log import JsonFormatter
+    from storefront.web.request_log import JsonLineHandler
 
-    logging.getLogger().handlers[0].setFormatter(JsonFormatter())
+    # As under gunicorn: the app's own JSON line handler, on the process's stderr (here a file).
+    handler = JsonLineHandler()
+    handler.setStream(open(work / "requests.log", "w"))  # noqa: SIM115
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
     app = create_app()
     store = app.extensions["storefront"].store
     store.migrate()

@@ -60,11 +60,9 @@ def _configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if root.handlers:
         return
-    from storefront.web.request_log import JsonFormatter
+    from storefront.web.request_log import JsonLineHandler
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root.addHandler(handler)
+    root.addHandler(JsonLineHandler())
     root.setLevel(logging.INFO)
 
 

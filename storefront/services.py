@@ -9,8 +9,9 @@ import threading
 import uuid
 
 from storefront import metrics
-from storefront.cache import RenderCache, create_render_cache
+from storefront.cache import RenderCache, Subscription, create_render_cache
 from storefront.cdn import PurgeQueue, create_purger
+from storefront.freshness import LocalFreshness
 from storefront.preview_links import PreviewSigner
 from storefront.settings import Settings
 from storefront.store import Store, create_store
@@ -54,9 +55,10 @@ class Services:
     purger: PurgeQueue
     warmer: CacheWarmer
     hot_targets: HotTargets
+    freshness: LocalFreshness
     _listener_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _acks: dict[str, _Acks] = dataclasses.field(default_factory=dict)
-    _listener: object | None = None
+    _listener: Subscription | None = None
 
     def changed(self, shop: str, *, kind: str | None = None, product_id: int | None = None) -> None:
         """A committed change that can alter renders of ``shop`` (narrowed by kind or product).
@@ -121,6 +123,8 @@ class Services:
         return [f"shop:{shop}"]
 
     def _drop_local(self, shop: str, tags: list[str]) -> None:
+        # First: a lookup or hot URL being read right now is then kept only briefly (freshness.py).
+        self.freshness.bump()
         self.hot_targets.clear()
         self.lookup.invalidate_shop([shop])
         self.cache.invalidate_tags(tags)
@@ -152,7 +156,16 @@ class Services:
             return
         with self._listener_lock:
             if self._listener is None:
-                self._listener = self.cache.shared.listen(INVALIDATION_CHANNEL, self._on_message)
+                self._listener = self.cache.shared.listen(
+                    INVALIDATION_CHANNEL, self._on_message,
+                    on_resubscribe=self._drop_all_local, on_disconnect=self._drop_all_local)
+                self.freshness.listen_through(self._listener)
+
+    def _drop_all_local(self) -> None:
+        """The subscription was lost or regained: changes may have gone unheard, so forget everything."""
+        self.freshness.bump()
+        self.hot_targets.clear()
+        self.lookup.clear()
 
     def cache_status(self) -> str:
         """``ok``, ``down`` or ``disabled`` (no shared cache configured)."""
@@ -170,15 +183,17 @@ def build_services(settings: Settings) -> Services:
     store = create_store(settings.database_url, settings.db_timeout_s,
                          replica_url=settings.database_replica_url, replica_pin_s=settings.replica_pin_s)
     cache = create_render_cache(settings, settings.redis_key_prefix, on_event=metrics.on_cache_event)
-    lookup = WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s)
+    freshness = LocalFreshness(settings.local_cache_ttl_s, settings.local_cache_max_age_s)
+    lookup = WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s, freshness=freshness)
     renders = WidgetRenders(cache, settings, lookup)
     return Services(
+        freshness=freshness,
         settings=settings,
         store=store,
         cache=cache,
         lookup=lookup,
         renders=renders,
-        hot_targets=HotTargets(cache.local, settings.local_cache_ttl_s),
+        hot_targets=HotTargets(cache, freshness),
         warmer=CacheWarmer(store, lookup, renders, concurrency=settings.warm_concurrency,
                            max_renders=settings.warm_max_renders),
         # Development may run without a secret; its preview links are then signed with a fixed

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from storefront.freshness import LocalFreshness
 from storefront.store import Store
 
 MAX_PRODUCT_ID = 2**63 - 1
@@ -46,9 +47,12 @@ class WidgetLookup:
     remembered too (for the negative TTL) so junk requests do not reach the database.
     """
 
-    def __init__(self, store: Store, ttl_s: float, negative_ttl_s: float, max_entries: int = 50_000) -> None:
+    def __init__(self, store: Store, ttl_s: float, negative_ttl_s: float, max_entries: int = 50_000,
+                 freshness: LocalFreshness | None = None) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        # When given, it decides the TTL: long while this worker hears invalidations (freshness.py).
+        self.freshness = freshness
         self.negative_ttl_s = negative_ttl_s
         self.max_entries = max_entries
         self._entries: dict[tuple[str, str, int | None], tuple[float, RenderInputs | Missing]] = {}
@@ -62,8 +66,13 @@ class WidgetLookup:
         if cached is not None and cached[0] > now:
             found = cached[1]
         else:
+            freshness = self.freshness
+            generation = freshness.generation if freshness is not None else 0
             found = self._read(shop, kind, product_id)
-            ttl = self.negative_ttl_s if isinstance(found, Missing) else self.ttl_s
+            if isinstance(found, Missing):
+                ttl = self.negative_ttl_s
+            else:
+                ttl = freshness.ttl_s(generation) if freshness is not None else self.ttl_s
             if ttl > 0:
                 # Documents stay out of memory: thousands of products would otherwise hold
                 # tens of kilobytes each here, outside the render cache's byte budget.

@@ -228,13 +228,15 @@ class RedisCache:
         *,
         on_resubscribe: Callable[[], None] | None = None,
         ping_interval_s: float = 5.0,
+        on_disconnect: Callable[[], None] | None = None,
     ) -> Subscription:
         """Call ``callback(data)`` for each message on ``channel``, from a daemon thread, until stop().
 
         Messages published while disconnected are lost; ``on_resubscribe`` runs after every
-        re-subscription (not the first) so the caller can drop what it may have missed.
+        re-subscription (not the first) so the caller can drop what it may have missed, and
+        ``on_disconnect`` when a subscription is lost.
         """
-        subscription = Subscription(self, channel, callback, on_resubscribe, ping_interval_s)
+        subscription = Subscription(self, channel, callback, on_resubscribe, ping_interval_s, on_disconnect)
         subscription.start()
         return subscription
 
@@ -335,8 +337,10 @@ class Subscription:
         callback: Callable[[bytes], None],
         on_resubscribe: Callable[[], None] | None,
         ping_interval_s: float,
+        on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self.channel = channel
+        self._on_disconnect = on_disconnect
         self._cache = cache
         self._full_channel = cache.key_prefix + channel
         self._callback = callback
@@ -389,7 +393,9 @@ class Subscription:
                     if now - last_heard > 2 * self._ping_interval_s + self._POLL_S:
                         raise RedisTimeoutError("no reply to PING on the subscription")
             except Exception as exc:
-                self.subscribed.clear()
+                if self.subscribed.is_set():
+                    self.subscribed.clear()
+                    self._lost()
                 self._failures += 1
                 self._cache.report_error("subscribe", exc)
             finally:
@@ -410,6 +416,13 @@ class Subscription:
                 self._on_resubscribe()
             except Exception:
                 log.exception("redis on_resubscribe callback for %s failed", self.channel)
+
+    def _lost(self) -> None:
+        if self._on_disconnect is not None:
+            try:
+                self._on_disconnect()
+            except Exception:
+                log.exception("redis on_disconnect callback for %s failed", self.channel)
 
     def _deliver(self, data: bytes) -> None:
         try:

@@ -157,6 +157,21 @@ class RenderCache:
                 self._emit("cache", tier="redis", result="miss")
         return self._refresh(key, render, tags, last_good_key, seen, "redis", self._clock())
 
+    def shared_hit(self, key: str, tags: Iterable[str] = ()) -> CacheResult | None:
+        """A current render under ``key`` from Redis alone, kept in this process too; None otherwise.
+
+        For a caller that already knows the key (the hot path): anything else (a miss, a stale or
+        soon-to-expire copy, a remembered not-found, Redis down) is left to ``get_or_render``.
+        """
+        if self.shared is None:
+            return None
+        found = decode_entry(self.shared.get(key))
+        if found.__class__ is not CachedRender or self._should_refresh(found, self._clock()):
+            return None
+        self._keep_local(key, found, tags)
+        self._emit("cache", tier="redis", result="hit")
+        return CacheResult(found, HIT, "redis")
+
     def get_stale(self, last_good_key: str) -> CachedRender | None:
         """The last good render stored under ``last_good_key`` (local, then Redis), however old."""
         name = LAST_GOOD_PREFIX + last_good_key

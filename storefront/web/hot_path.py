@@ -1,12 +1,13 @@
-"""The hot path: a WSGI layer in front of Flask that answers in-process hits and 304s for known URLs.
+"""The hot path: a WSGI layer in front of Flask that answers cache hits and 304s for known URLs.
 
-Most widget requests repeat a URL this worker has just answered. For those, routing, validation,
+Most widget requests repeat a URL this worker has already answered. For those, routing, validation,
 the lookup and Flask's request machinery would only reach the same conclusion again, so the first
 full answer leaves a note here: the exact raw request target maps to the render's cache key and
 its response headers. A later request for the same raw target is answered from the in-process
-tier directly. Everything else (a new URL, a miss, an error, any body, another method) goes to
-Flask unchanged. Notes live no longer than the in-process TTL and are all dropped whenever this
-worker learns of a change, so they never outlive what they point at.
+tier directly, or with one Redis GET when this worker does not hold the render. Everything else
+(a new URL, a miss, an error, any body, another method) goes to Flask unchanged. Notes live no
+longer than the in-process TTL and are all dropped whenever this worker learns of a change, so
+they never outlive what they point at.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,8 +24,15 @@ from werkzeug.datastructures import Accept
 from werkzeug.http import parse_accept_header
 
 from storefront import metrics
-from storefront.cache import CachedRender, LocalCache
-from storefront.web.request_log import REQUEST_ID_PATTERN
+from storefront.cache import CachedRender, RenderCache
+from storefront.freshness import LocalFreshness
+from storefront.web.request_log import (
+    REQUEST_ID_PATTERN,
+    access_line,
+    direct_access_handler,
+    json_fields,
+    new_request_id,
+)
 from storefront.web.request_log import log as access_log
 
 ENCODINGS = ("br", "gzip", "identity")
@@ -38,27 +45,40 @@ class HotTarget:
     expires: float
     # Headers every answer for this URL carries (Cache-Control, tags, Vary), as WSGI pairs.
     headers: tuple[tuple[str, str], ...]
+    tags: tuple[str, ...]
     log_fields: tuple[tuple[str, Any], ...]
+    # The access line's path as a JSON string, and its fields after total_ms per tier, made once.
+    path_json: str
+    log_tails: dict[str, str]
 
 
 class HotTargets:
-    """Raw request target -> what answered it last, bounded in count and time."""
+    """Raw request target -> what answered it last, bounded in count and in time (LocalFreshness)."""
 
-    def __init__(self, local: LocalCache | None, ttl_s: float, max_targets: int = 20_000) -> None:
-        self.local = local
-        self.ttl_s = ttl_s
+    def __init__(self, cache: RenderCache, freshness: LocalFreshness, max_targets: int = 20_000) -> None:
+        self.cache = cache
+        self.local = cache.local
+        self.freshness = freshness
         self.max_targets = max_targets
         self._targets: dict[str, HotTarget] = {}
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
-        return self.local is not None and self.ttl_s > 0
+        tiers = self.cache.local is not None or self.cache.shared is not None
+        return tiers and self.freshness.short_ttl_s > 0
 
-    def remember(self, raw_target: str, key: str, headers: dict[str, str], fields: dict[str, Any]) -> None:
+    def remember(self, raw_target: str, key: str, headers: dict[str, str], tags: tuple[str, ...],
+                 path: str, fields: dict[str, Any], generation: int) -> None:
+        """Note what answered ``raw_target``; ``generation``: LocalFreshness's when its key was read."""
         if not self.enabled:
             return
-        target = HotTarget(key, time.monotonic() + self.ttl_s, tuple(headers.items()), tuple(fields.items()))
+        tail = json_fields(fields)
+        target = HotTarget(
+            key, time.monotonic() + self.freshness.ttl_s(generation), tuple(headers.items()), tags,
+            tuple(fields.items()), json_fields({"path": path})[len(',"path":'):],
+            {tier: tail + json_fields({"cache": "HIT", "tier": tier, "render_ms": None})
+             for tier in ("local", "redis")})
         with self._lock:
             if len(self._targets) >= self.max_targets:
                 self._targets.clear()  # cheap to rebuild: the next request per URL goes through Flask
@@ -94,17 +114,23 @@ class HotPath:
                 local = self.targets.local
                 entry = local.get(target.key) if local is not None else None
                 if entry.__class__ is CachedRender:
-                    return self._answer(environ, start_response, target, entry, method, started)
+                    return self._answer(environ, start_response, target, entry, method, started, "local")
+                if entry is None and self.targets.cache.shared is not None:
+                    # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
+                    result = self.targets.cache.shared_hit(target.key, target.tags)
+                    if result is not None:
+                        return self._answer(environ, start_response, target, result.entry, method, started,
+                                            "redis")
         return self.app(environ, start_response)
 
     def _answer(self, environ: dict[str, Any], start_response: Callable[..., Any], target: HotTarget,
-                entry: CachedRender, method: str, started: float) -> Iterable[bytes]:
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if incoming and REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+                entry: CachedRender, method: str, started: float, tier: str) -> Iterable[bytes]:
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        request_id = incoming if incoming and REQUEST_ID_PATTERN.fullmatch(incoming) else new_request_id()
         headers = [*target.headers, ("ETag", entry.etag), ("X-Cache", "HIT"), ("X-Request-ID", request_id)]
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
         if if_none_match and _etag_matches(if_none_match, entry.etag):
-            status, body = "304 NOT MODIFIED", b""
+            status, status_line, body = 304, "304 NOT MODIFIED", b""
         else:
             encoding = self._encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
             body = encoded_body(entry, encoding)
@@ -112,16 +138,19 @@ class HotPath:
                 headers.append(("Content-Encoding", encoding))
             headers.append(("Content-Type", entry.content_type))
             headers.append(("Content-Length", str(len(body))))
-            status = "200 OK"
-        start_response(status, headers)
-        metrics.CACHE_REQUESTS.labels("local", "hit").inc()
+            status, status_line = 200, "200 OK"
+        start_response(status_line, headers)
         elapsed = time.perf_counter() - started
-        metrics.REQUEST_DURATION.labels("widgets").observe(elapsed)
-        if access_log.isEnabledFor(logging.INFO):
+        metrics.HOT_PATH.hit(tier == "local", elapsed)
+        handler = direct_access_handler()
+        if handler is not None:
+            handler.write_line(access_line(time.time(), request_id, method, target.path_json, status,
+                                           round(elapsed * 1000, 3), target.log_tails[tier]))
+        elif access_log.isEnabledFor(logging.INFO):
             fields = {"request_id": request_id, "pid": os.getpid(), "method": method,
                       "path": environ.get("PATH_INFO", ""),
-                      "status": int(status[:3]), "total_ms": round(elapsed * 1000, 3),
-                      **dict(target.log_fields), "cache": "HIT", "tier": "local", "render_ms": None}
+                      "status": status, "total_ms": round(elapsed * 1000, 3),
+                      **dict(target.log_fields), "cache": "HIT", "tier": tier, "render_ms": None}
             access_log.info("request", extra={"fields": fields})
         return [] if method == "HEAD" else [body]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import re
+import secrets
+import threading
 import time
-import uuid
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
@@ -20,6 +22,27 @@ log = logging.getLogger("storefront.access")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+def _seed_request_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = secrets.token_hex(8)
+    _id_counter = itertools.count(1)
+
+
+_id_prefix = ""
+_id_counter = itertools.count(1)
+_seed_request_ids()
+# A forked worker must not repeat its parent's (or a sibling's) ids.
+os.register_at_fork(after_in_child=_seed_request_ids)
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique across workers and restarts: a random per-process prefix and a counter.
+
+    A uuid4 per request costs 16 bytes from the kernel and an object; this costs a counter step.
+    """
+    return f"{_id_prefix}{next(_id_counter):016x}"
+
+
 def annotate(**fields: Any) -> None:
     """Add fields (shop, kind, cache status, tier, render time...) to this request's log line."""
     g.setdefault("log_fields", {}).update(fields)
@@ -30,7 +53,7 @@ def register_request_log(app: Flask) -> None:
     def _begin() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else new_request_id()
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -56,13 +79,25 @@ def register_request_log(app: Flask) -> None:
         return response
 
 
+def log_time(created: float) -> str:
+    """``created`` as the log lines' UTC timestamp with milliseconds; the seconds part is cached."""
+    global _second
+    whole = int(created)
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((created - whole) * 1000):03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
 class JsonFormatter(logging.Formatter):
     """Every log record as one JSON object; a request's line carries its fields at the top level."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": log_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -75,3 +110,119 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+
+
+class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The app's own log handler: JsonFormatter lines on stderr, written in batches.
+
+    A write per line is a system call per request, and in a threaded worker each one also hands
+    the GIL to another thread. Lines are therefore collected and written together at least every
+    ``FLUSH_S`` seconds (as nginx's ``access_log ... buffer= flush=``), at once when ``MAX_PENDING``
+    characters wait or a WARNING or worse arrives, and at exit (``logging.shutdown`` flushes).
+    A process killed outright loses at most its last ``FLUSH_S`` of lines.
+    """
+
+    FLUSH_S = 0.5
+    MAX_PENDING = 64 * 1024
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._flusher_pid = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.write_line(line, urgent=record.levelno >= logging.WARNING)
+
+    def write_line(self, line: str, urgent: bool = False) -> None:
+        """One formatted JSON line, written with the next batch (now, if ``urgent``)."""
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._pending_chars += len(line) + 1
+            if urgent or self._pending_chars >= self.MAX_PENDING:
+                self._write_pending()
+                return
+        if self._flusher_pid != _pid:
+            self._start_flusher()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending, self._pending_chars = [], 0
+            try:
+                self.stream.write(self.terminator.join(pending) + self.terminator)
+            except Exception:  # a log line must never fail a request
+                pass
+        try:
+            if self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
+        except Exception:
+            pass
+
+    def _start_flusher(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._flusher_pid == _pid:
+                return
+            self._flusher_pid = _pid
+        threading.Thread(target=self._flush_forever, name="log-flush", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_S)
+            self.flush()
+
+
+_root = logging.getLogger()
+
+
+def direct_access_handler() -> JsonLineHandler | None:
+    """The handler to write access lines to directly, when logging is configured as the app does it.
+
+    That is: the access logger is enabled for INFO and only propagates to the root logger, whose
+    only handler is the app's JsonLineHandler. A line is then exactly what ``log.info`` would
+    write, without building a LogRecord per request. Any other set-up (a test's caplog, a host
+    process's own handlers) gets None, and the caller logs the ordinary way.
+    """
+    handlers = _root.handlers
+    if len(handlers) != 1 or log.handlers or not log.isEnabledFor(logging.INFO):
+        return None
+    handler = handlers[0]
+    if handler.__class__ is not JsonLineHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler  # type: ignore[return-value]
+
+
+def json_fields(fields: dict[str, Any]) -> str:
+    """``fields`` as the inside of a JSON object, with a leading comma, to append to a line."""
+    return "," + json.dumps(fields, separators=(",", ":"), ensure_ascii=False)[1:-1] if fields else ""
+
+
+def access_line(created: float, request_id: str, method: str, path_json: str, status: int,
+                total_ms: float, tail: str) -> str:
+    """The access log line JsonFormatter would write for these fields; ``tail`` from json_fields.
+
+    ``request_id`` and ``method`` need no escaping (REQUEST_ID_PATTERN, GET/HEAD); ``path_json``
+    is already a JSON string.
+    """
+    return (f'{{"time":"{log_time(created)}","level":"info","logger":"storefront.access",'
+            f'"message":"request","request_id":"{request_id}","pid":{_pid},"method":"{method}",'
+            f'"path":{path_json},"status":{status},"total_ms":{total_ms}{tail}}}')
+
+
+def _note_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+_pid = os.getpid()
+os.register_at_fork(after_in_child=_note_pid)

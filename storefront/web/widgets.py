@@ -27,6 +27,8 @@ def widget(shop: str, filename: str) -> Response:
     widget_request = parse_widget_request(
         shop, filename, raw_path.partition("?")[0], environ.get("QUERY_STRING", ""), _has_body())
     services: Services = current_app.extensions["storefront"]
+    # Noted before anything is read: a change arriving meanwhile keeps this URL's note short.
+    generation = services.freshness.generation
     log_fields = {"shop": widget_request.shop, "kind": widget_request.kind, "format": widget_request.fmt}
     annotate(**log_fields)
     result, key = fetch_render(services, widget_request)
@@ -36,7 +38,8 @@ def widget(shop: str, filename: str) -> Response:
     if key is not None and result.status != "STALE" and raw_target is not None:
         # The next request for this exact URL is answered before Flask (storefront/web/hot_path.py).
         services.hot_targets.remember(raw_target, key, services.renders.headers_for(widget_request),
-                                      log_fields)
+                                      services.renders.tags(widget_request), request.path, log_fields,
+                                      generation)
     return widget_response(services, widget_request, result)
 
 

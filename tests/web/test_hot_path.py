@@ -60,3 +60,36 @@ def test_a_change_clears_hot_urls(seeded_app) -> None:  # type: ignore[no-untype
     client.post(f"/admin/v1/shops/{SHOP}/widgets/subscription/publish", headers=AUTH)
     changed = client.get(JS)
     assert b"Changed at once" in changed.data and changed.headers["X-Cache"] == "MISS"
+
+
+def test_hot_path_metrics_reach_prometheus_as_observe_would(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import REGISTRY
+
+    from storefront import metrics
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    bucket = "storefront_request_duration_seconds_bucket"
+    client = seeded_app.test_client()
+    client.get(JS)
+    metrics.HOT_PATH.flush()
+    before = {le: sample(bucket, endpoint="widgets", le=le) for le in ("0.0005", "0.001", "+Inf")}
+    hits_before = sample("storefront_cache_requests_total", tier="local", result="hit")
+    sum_before = sample("storefront_request_duration_seconds_sum", endpoint="widgets")
+    for _ in range(3):
+        assert client.get(JS).headers["X-Cache"] == "HIT"
+    metrics.HOT_PATH.hit(True, 0.0007)  # lands in le=0.001, not le=0.0005
+    metrics.HOT_PATH.hit(False, 7.0)  # past the last bound: +Inf only, and no local hit
+    metrics.HOT_PATH.flush()
+    assert sample("storefront_cache_requests_total", tier="local", result="hit") == hits_before + 4
+    assert sample(bucket, endpoint="widgets", le="+Inf") == before["+Inf"] + 5
+    assert sample(bucket, endpoint="widgets", le="0.001") - sample(bucket, endpoint="widgets", le="0.0005") \
+        >= before["0.001"] - before["0.0005"] + 1
+    assert sample("storefront_request_duration_seconds_sum", endpoint="widgets") >= sum_before + 7.0007
+    # /metrics flushes what the answering process still holds.
+    client.get(JS)
+    text = client.get("/metrics").get_data(as_text=True)
+    line = next(line for line in text.splitlines()
+                if line.startswith('storefront_cache_requests_total{result="hit",tier="local"}'))
+    assert float(line.split()[-1]) == hits_before + 5

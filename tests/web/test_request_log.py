@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from storefront.web.request_log import JsonFormatter
 from tests.conftest import ADMIN_TOKEN
@@ -52,3 +53,84 @@ def test_admin_token_not_in_logs(seeded_app, caplog) -> None:  # type: ignore[no
     formatter = JsonFormatter()
     text = "\n".join(formatter.format(record) for record in caplog.records)
     assert ADMIN_TOKEN not in text
+
+
+def test_generated_request_ids_are_unique_and_differ_after_fork() -> None:
+    import os
+
+    from storefront.web.request_log import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a new worker must not share its parent's prefix
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child[:16] != new_request_id()[:16]
+
+
+def test_json_line_handler_writes_in_batches() -> None:
+    import io
+
+    from storefront.web.request_log import JsonLineHandler
+
+    stream = io.StringIO()
+    handler = JsonLineHandler(stream)
+    logger = logging.getLogger("storefront.test-batches")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("one")
+        handler.write_line('{"message":"two"}')
+        assert stream.getvalue() == ""  # held for the next batch
+        logger.warning("three")  # a warning goes out at once, with what waited before it
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [line["message"] for line in lines] == ["one", "two", "three"]
+        logger.info("four")
+        deadline = time.monotonic() + 5 * JsonLineHandler.FLUSH_S
+        while "four" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "four"  # the flusher thread
+        handler.write_line("x" * JsonLineHandler.MAX_PENDING)
+        assert stream.getvalue().endswith("x" * 10 + "\n")  # a full buffer is written at once
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_hot_path_line_equals_the_formatter_line(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from storefront.web.request_log import JsonLineHandler, direct_access_handler
+
+    client = seeded_app.test_client()
+    client.get(JS)
+    stream = io.StringIO()
+    handler = JsonLineHandler(stream)
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        assert direct_access_handler() is handler
+        client.get(JS, headers={"X-Request-ID": "direct-1"})  # the hot path writes the line itself
+        root.handlers[:] = [handler, logging.NullHandler()]
+        assert direct_access_handler() is None  # anything else installed: through logging
+        client.get(JS, headers={"X-Request-ID": "logged-2"})
+        handler.flush()
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+    direct, logged = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct["request_id"] == "direct-1" and logged["request_id"] == "logged-2"
+    assert set(direct) == set(logged) and list(direct) == list(logged)
+    for field in ("level", "logger", "message", "pid", "method", "path", "status", "shop", "kind", "format",
+                  "cache", "tier", "render_ms"):
+        assert direct[field] == logged[field], field
+    assert direct["cache"] == "HIT" and direct["tier"] == "local"
+    assert direct["path"].endswith("subscription.js")
