@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -42,9 +43,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from storefront.web import register_web
     from storefront.web.hot_path import HotPath
+    from storefront.web.widgets import resolve_hot_target
 
     register_web(app)
-    app.wsgi_app = HotPath(app.wsgi_app, app.extensions["storefront"].hot_targets)  # type: ignore[method-assign]
+    services = app.extensions["storefront"]
+    app.wsgi_app = HotPath(  # type: ignore[method-assign]
+        app.wsgi_app, services.hot_targets, functools.partial(resolve_hot_target, services))
 
     from storefront.cli import register_cli
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import secrets
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
@@ -121,6 +123,10 @@ class RedisCache:
         self._stats_lock = threading.Lock()
         self._errors: Counter[str] = Counter()
         self._skipped = 0
+        self._own = threading.local()
+        self._own_lock = threading.Lock()
+        # Weak: a finished thread's connection is closed when collected (redis-py's __del__).
+        self._own_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._client = self._create_client()
 
     def _create_client(self) -> Any:
@@ -141,7 +147,32 @@ class RedisCache:
 
     def get(self, key: str) -> bytes | None:
         full = self.key_prefix + key
-        return self._call_key("get", full, lambda client: client.get(full), None)
+        return self._call_key("get", full, lambda client: self._get_on_own_connection(client, full), None)
+
+    def _get_on_own_connection(self, client: Any, full_key: str) -> bytes | None:
+        """GET on a connection this thread keeps for itself, past redis-py's client layers.
+
+        Every cache hit is a GET. Through the client, its pool, retry and observability layers cost
+        about twice the command (here 130 against 58 us of CPU for a 14 KB value), so GETs
+        skip them: same connection settings and timeouts, same errors, one connection per
+        thread (a gthread worker has a handful). The cluster variant routes GETs by slot instead.
+        """
+        if not isinstance(client, redis.Redis):
+            return client.get(full_key)  # type: ignore[no-any-return]
+        connection = getattr(self._own, "connection", None)
+        if connection is None or self._own.pid != os.getpid():
+            pool = client.connection_pool
+            connection = pool.connection_class(**pool.connection_kwargs)
+            self._own.connection, self._own.pid = connection, os.getpid()
+            with self._own_lock:
+                self._own_connections.add(connection)
+        try:
+            connection.send_command("GET", full_key)
+            return connection.read_response()  # type: ignore[no-any-return]
+        except BaseException:
+            # Whatever state the socket is in (a timeout mid-reply), the next GET starts afresh.
+            connection.disconnect()
+            raise
 
     def set(self, key: str, value: bytes, ttl_s: float) -> bool:
         """Store ``value`` with a PX TTL; a TTL under a millisecond deletes the key instead."""
@@ -259,6 +290,10 @@ class RedisCache:
             }
 
     def close(self) -> None:
+        with self._own_lock:
+            own, self._own_connections = list(self._own_connections), weakref.WeakSet()
+        for connection in own:
+            connection.disconnect()
         self._client.close()
 
     def _call_key(self, op: str, full_key: str, fn: Callable[[Any], T], default: T) -> T:

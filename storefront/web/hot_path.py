@@ -69,10 +69,10 @@ class HotTargets:
         return tiers and self.freshness.short_ttl_s > 0
 
     def remember(self, raw_target: str, key: str, headers: dict[str, str], tags: tuple[str, ...],
-                 path: str, fields: dict[str, Any], generation: int) -> None:
-        """Note what answered ``raw_target``; ``generation``: LocalFreshness's when its key was read."""
+                 path: str, fields: dict[str, Any], generation: int) -> HotTarget | None:
+        """Note what answers ``raw_target``; ``generation``: LocalFreshness's when its key was read."""
         if not self.enabled:
-            return
+            return None
         tail = json_fields(fields)
         target = HotTarget(
             key, time.monotonic() + self.freshness.ttl_s(generation), tuple(headers.items()), tags,
@@ -83,6 +83,7 @@ class HotTargets:
             if len(self._targets) >= self.max_targets:
                 self._targets.clear()  # cheap to rebuild: the next request per URL goes through Flask
             self._targets[raw_target] = target
+        return target
 
     def get(self, raw_target: str) -> HotTarget | None:
         target = self._targets.get(raw_target)
@@ -98,9 +99,13 @@ class HotTargets:
 class HotPath:
     """WSGI middleware: answers remembered URLs from the in-process tier, else calls ``app``."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], targets: HotTargets) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], targets: HotTargets,
+                 resolve: Callable[[dict[str, Any], str], HotTarget | None] | None = None) -> None:
         self.app = app
         self.targets = targets
+        # For a URL not noted yet: its target if the request is valid and its inputs are known
+        # without rendering (storefront/web/widgets.py), else None and Flask answers.
+        self.resolve = resolve
         self._encodings: dict[str, str] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -110,6 +115,8 @@ class HotPath:
                 and "HTTP_TRANSFER_ENCODING" not in environ:
             raw_target = raw_request_target(environ)
             target = self.targets.get(raw_target) if raw_target else None
+            if target is None and raw_target and self.resolve is not None and self.targets.enabled:
+                target = self.resolve(environ, raw_target)
             if target is not None:
                 local = self.targets.local
                 entry = local.get(target.key) if local is not None else None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, request
 
 from storefront.cache import CachedRender, CacheResult
 from storefront.services import Services
 from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
-from storefront.web.hot_path import ENCODINGS, encoded_body, raw_request_target
+from storefront.web.hot_path import ENCODINGS, HotTarget, encoded_body, raw_request_target
 from storefront.web.request_log import annotate
 from storefront.web.widget_request import WidgetRequest, parse_widget_request
 from storefront.widget_lookup import Missing
@@ -41,6 +43,36 @@ def widget(shop: str, filename: str) -> Response:
                                       services.renders.tags(widget_request), request.path, log_fields,
                                       generation)
     return widget_response(services, widget_request, result)
+
+
+def resolve_hot_target(services: Services, environ: dict[str, Any], raw_target: str) -> HotTarget | None:
+    """The hot path's note for a widget URL this worker has not answered yet, made without Flask.
+
+    The same parsing, validation and lookup as ``widget`` above, for a GET or HEAD without a body:
+    a CDN's misses spread over thousands of URLs, and each would otherwise pay for routing and
+    Flask's request machinery once per worker. Anything the view would refuse or that needs the
+    database to say more (an invalid request, an unknown shop or product, the store down) gives
+    None, and the view answers it as usual.
+    """
+    path = environ.get("PATH_INFO", "")
+    parts = path.split("/")
+    if len(parts) != 6 or parts[1] != "v1" or parts[2] != "shops" or parts[4] != "widgets" \
+            or not parts[3] or not parts[5]:
+        return None
+    services.start_request()
+    generation = services.freshness.generation
+    try:
+        req = parse_widget_request(parts[3], parts[5], raw_target.partition("?")[0],
+                                   environ.get("QUERY_STRING", ""), False)
+        inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
+    except (ApiError, Missing, StoreUnavailable):
+        return None
+    finally:
+        services.close_request()
+    fields = {"shop": req.shop, "kind": req.kind, "format": req.fmt}
+    return services.hot_targets.remember(raw_target, services.renders.key_for(req, inputs),
+                                         services.renders.headers_for(req), services.renders.tags(req), path,
+                                         fields, generation)
 
 
 def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, str | None]:

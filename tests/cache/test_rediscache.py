@@ -207,3 +207,34 @@ def test_many_threads_share_one_client(make_redis_cache: MakeCache) -> None:
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_get_keeps_one_connection_per_thread_and_recovers(private_redis) -> None:  # type: ignore[no-untyped-def]
+    cache = RedisCache(private_redis.url, key_prefix="own:", timeout_ms=500, connect_timeout_ms=500)
+    try:
+        assert cache.set("k", b"v", 60)
+        client_ids = set()
+        raw = redis.Redis.from_url(private_redis.url)
+        for _ in range(5):
+            assert cache.get("k") == b"v"
+        # GETs from one thread share one connection: the server sees it as one client.
+        before = {c["id"] for c in raw.client_list()}
+        for _ in range(20):
+            assert cache.get("k") == b"v"
+        assert {c["id"] for c in raw.client_list()} == before
+
+        def other_thread() -> None:
+            client_ids.add(cache.get("k"))
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert client_ids == {b"v"}
+        # The server drops every client: the next GET fails like any error (a miss), then reconnects.
+        raw.client_kill_filter(_type="normal", skipme=True)
+        first = cache.get("k")
+        assert first in (None, b"v")
+        assert cache.get("k") == b"v"
+        raw.close()
+    finally:
+        cache.close()

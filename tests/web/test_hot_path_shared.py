@@ -120,3 +120,31 @@ def test_freshness_ttl() -> None:
     off.listen_through(listening)
     listening.subscribed.set()
     assert off.ttl_s(off.generation) == 0
+
+
+def test_a_url_new_to_this_worker_is_answered_from_redis_without_flask(shared_app) -> None:  # type: ignore[no-untyped-def]
+    first = shared_app.test_client().get(JS, headers={"Accept-Encoding": "br"})
+    assert first.headers["X-Cache"] == "MISS"
+    settings = shared_app.extensions["storefront"].settings
+    # Another worker: same database and Redis, nothing in process yet.
+    other = make_app(settings.database_url, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=settings.redis_key_prefix,
+                     LOCAL_CACHE_BYTES=0, REDIS_TIMEOUT_MS=1000, REDIS_CONNECT_TIMEOUT_MS=1000)
+    through_flask: list[str] = []
+    other.before_request(lambda: through_flask.append("flask") and None)
+    try:
+        client = other.test_client()
+        hot = client.get(JS, headers={"Accept-Encoding": "br"})
+        assert hot.status_code == 200 and hot.headers["X-Cache"] == "HIT" and through_flask == []
+        assert hot.data == first.data and hot.headers["ETag"] == first.headers["ETag"]
+        # What the view refuses or cannot find still goes to the view, and is answered by it.
+        bad = client.get(JS + "&utm_source=x")
+        assert bad.status_code == 400 and bad.json["fields"]
+        missing = client.get(JS.replace("7001000000001", "7001000000999"))
+        assert missing.status_code == 404
+        other_product = client.get(JS.replace("7001000000001", "7001000000002"))
+        assert other_product.status_code in (200, 404)
+        assert through_flask == ["flask"] * 3
+    finally:
+        listener = other.extensions["storefront"]._listener
+        if listener is not None:
+            listener.stop()
