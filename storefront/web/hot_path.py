@@ -61,6 +61,7 @@ class HotTargets:
         self.freshness = freshness
         self.max_targets = max_targets
         self._targets: dict[str, HotTarget] = {}
+        self._tails: dict[tuple[tuple[str, Any], ...], dict[str, str]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -73,12 +74,19 @@ class HotTargets:
         """Note what answers ``raw_target``; ``generation``: LocalFreshness's when its key was read."""
         if not self.enabled:
             return None
-        tail = json_fields(fields)
+        log_fields = tuple(fields.items())
+        tails = self._tails.get(log_fields)
+        if tails is None:
+            # The same few per shop and widget: made once, not once per URL.
+            tail = json_fields(fields)
+            tails = {tier: tail + json_fields({"cache": "HIT", "tier": tier, "render_ms": None})
+                     for tier in ("local", "redis")}
+            if len(self._tails) >= self.max_targets:
+                self._tails.clear()
+            self._tails[log_fields] = tails
         target = HotTarget(
             key, time.monotonic() + self.freshness.ttl_s(generation), tuple(headers.items()), tags,
-            tuple(fields.items()), json_fields({"path": path})[len(',"path":'):],
-            {tier: tail + json_fields({"cache": "HIT", "tier": tier, "render_ms": None})
-             for tier in ("local", "redis")})
+            log_fields, json_fields({"path": path})[len(',"path":'):], tails)
         with self._lock:
             if len(self._targets) >= self.max_targets:
                 self._targets.clear()  # cheap to rebuild: the next request per URL goes through Flask
