@@ -174,8 +174,8 @@ class Services:
         return "ok" if self.cache.shared.ping() else "down"
 
     def close_request(self) -> None:
-        """End of a request: give back this thread's database connection."""
-        self.store.close()
+        """End of a request: this thread's database connection is kept for its next request."""
+        self.store.release()
 
 
 def build_services(settings: Settings) -> Services:

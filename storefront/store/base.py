@@ -82,9 +82,11 @@ class WidgetState:
 class Store(abc.ABC):
     """One database behind one interface. Implementations: SQLiteStore, MySQLStore.
 
-    Connections are per thread (one per request under gunicorn), opened lazily on first
-    use and closed by :meth:`close` at the end of each request. Nothing connects at import
-    or construction time. Every method is atomic: it commits or changes nothing.
+    Connections are per thread, opened lazily on first use and kept from one request to the
+    next (:meth:`release` at the end of each; :meth:`close` ends this thread's, :meth:`close_all`
+    every thread's). Nothing connects at import or construction time. Every method is atomic: it
+    commits or changes nothing, and no connection is left inside a transaction between calls,
+    so every call sees what was committed before it.
     Timestamps are UTC ISO-8601 strings with a ``Z`` suffix, second precision.
     """
 
@@ -99,7 +101,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Close this thread's connection, if any (end of request)."""
+        """Close this thread's connection, if any (the next call opens another)."""
+
+    def release(self) -> None:
+        """End of a request: this thread's connection stays open for its next one, if it is fit to."""
+        self.close()
+
+    def close_all(self) -> None:
+        """Close every thread's connection (shutdown, tests): only while no call is running."""
+        self.close()
 
     # -- shops ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -172,6 +172,18 @@ class ReplicatedStore(Store):
         finally:
             self._primary.close()
 
+    def release(self) -> None:
+        try:
+            self._replica.release()
+        finally:
+            self._primary.release()
+
+    def close_all(self) -> None:
+        try:
+            self._replica.close_all()
+        finally:
+            self._primary.close_all()
+
     # -- shops ---------------------------------------------------------------------------
     def get_shop(self, shop: str) -> Shop | None:
         return self._read(shop, lambda store: store.get_shop(shop))

@@ -12,12 +12,14 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
+from pymysql.constants import SERVER_STATUS
 
 from storefront.store.base import (
     WIDGET_KINDS,
@@ -49,6 +51,20 @@ MAX_PRODUCT_ID = (1 << 63) - 1
 # connection of its own with these limits instead of the request timeouts.
 MIGRATE_TIMEOUT_S = 300
 MIGRATE_LOCK_WAIT_S = 120
+
+# Each thread keeps its connection from one request to the next: opening one costs several round
+# trips (a millisecond or more on MySQL, half of one on SQLite), more than a whole widget lookup.
+# One older than this is replaced at its next use, so no session lives forever and connections
+# spread again over a server that was restarted or failed over ...
+CONNECTION_MAX_AGE_S = 300.0
+# ... and one unused for longer than this too: a firewall or load balancer may have dropped it
+# silently, and the first query on it would wait out the whole read timeout to find out.
+CONNECTION_MAX_IDLE_S = 60.0
+# At most this many connections kept by one thread, across every store; past it the one used least
+# recently is closed. A serving thread needs one or two (primary, replica). The bound is for threads
+# that meet many stores (tests, scripts building apps): a store dropped in a reference cycle would
+# keep its connection open until the garbage collector got to it, thousands of them in a test run.
+MAX_CONNECTIONS_PER_THREAD = 8
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(sqlite|mysql))?\.sql$")
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
@@ -218,6 +234,50 @@ class Transaction:
         return list(self._cursor.fetchall())
 
 
+def _close_connection(connection: Any, pid: int) -> None:
+    # A connection inherited through fork() belongs to the parent: closing it here would end the
+    # parent's session (MySQL's QUIT) or let SQLite clean up files the parent still uses.
+    if os.getpid() == pid:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+# Weak references to the connections this thread keeps, whichever store they belong to.
+_thread_connections = threading.local()
+
+
+def _keep_for_this_thread(held: _Held) -> None:
+    kept = []
+    for ref in getattr(_thread_connections, "refs", ()):
+        other = ref()
+        if other is not None and other.finalizer.alive:
+            kept.append(other)
+    if len(kept) >= MAX_CONNECTIONS_PER_THREAD:
+        # This thread is here, so none of them is in use: the least recently used one goes.
+        oldest = min(kept, key=lambda other: other.used)
+        kept.remove(oldest)
+        oldest.finalizer()
+    kept.append(held)
+    _thread_connections.refs = [weakref.ref(other) for other in kept]
+
+
+class _Held:
+    """A thread's open connection, and what decides whether it may serve the next call."""
+
+    __slots__ = ("connection", "pid", "identity", "opened", "used", "finalizer", "__weakref__")
+
+    def __init__(self, connection: Any, pid: int, identity: Any) -> None:
+        self.connection = connection
+        self.pid = pid
+        self.identity = identity
+        # When it was opened, and last handed to a caller.
+        self.opened = self.used = time.monotonic()
+        # Closes the connection once, whichever comes first: close() or close_all(), the end of its
+        # thread (which drops the thread's locals, so this record), the store going away, or the
+        # interpreter's exit (a gunicorn worker stopping).
+        self.finalizer = weakref.finalize(self, _close_connection, connection, pid)
+
+
 class SQLStore(Store):
     """Every query, transaction and retry rule, once; subclasses supply the dialect."""
 
@@ -228,11 +288,17 @@ class SQLStore(Store):
     # Whether a failed connect is retried once (a failed transaction: see _is_retryable).
     reconnects: bool = False
 
-    def __init__(self, timeout_s: int) -> None:
+    def __init__(self, timeout_s: int, *, max_age_s: float = CONNECTION_MAX_AGE_S,
+                 max_idle_s: float = CONNECTION_MAX_IDLE_S) -> None:
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or timeout_s < 1:
             raise ValueError("timeout_s must be a whole number of seconds, at least 1")
         self.timeout_s = timeout_s
+        self.max_age_s = max_age_s
+        self.max_idle_s = max_idle_s
         self._local = threading.local()
+        # Every thread's connection (weakly: a thread's locals own it), for close_all().
+        self._all: weakref.WeakSet[_Held] = weakref.WeakSet()
+        self._all_lock = threading.Lock()
 
     # -- dialect hooks -------------------------------------------------------------------
     def _connect(self, *, migrating: bool = False) -> Any:
@@ -269,6 +335,14 @@ class SQLStore(Store):
         """The connection is unusable (and must be thrown away)."""
         return False
 
+    def _in_transaction(self, connection: Any) -> bool:
+        """Whether ``connection`` is inside a transaction (known locally, no round trip)."""
+        raise NotImplementedError
+
+    def _identity(self) -> Any:
+        """What the database is now, where it can change under an open connection (a file replaced)."""
+        return None
+
     def _is_retryable(self, error: BaseException) -> bool:
         """The failed transaction certainly changed nothing and may succeed if run once more."""
         return False
@@ -281,41 +355,80 @@ class SQLStore(Store):
         raise NotImplementedError
 
     # -- connections and transactions ----------------------------------------------------
-    def _thread_connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        # A connection inherited through fork() belongs to the parent: never use or close it.
-        if connection is not None and self._local.pid == os.getpid():
-            return connection
-        self._local.connection = None
-        connection = self._connect()
-        self._local.connection = connection
-        self._local.pid = os.getpid()
-        return connection
+    def _thread_connection(self) -> _Held:
+        """This thread's open connection, reused across requests; a new one when there is none usable."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None:
+            if held.pid != os.getpid():
+                # Inherited through fork(): it belongs to the parent, never use or close it here.
+                held.finalizer.detach()
+                self._local.held = held = None
+            elif not held.finalizer.alive:
+                self._local.held = held = None  # closed by close_all()
+            else:
+                now = time.monotonic()
+                if (now - held.opened <= self.max_age_s and now - held.used <= self.max_idle_s
+                        and self._identity() == held.identity):
+                    held.used = now
+                    return held
+                self._discard_connection()
+        # Taken before connecting: a file replaced in between then shows as changed, never the reverse.
+        identity = self._identity()
+        held = _Held(self._connect(), os.getpid(), identity)
+        with self._all_lock:
+            self._all.add(held)
+        _keep_for_this_thread(held)
+        self._local.held = held
+        return held
 
     def _discard_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None and getattr(self._local, "pid", None) == os.getpid():
-            with contextlib.suppress(Exception):
-                connection.close()
+        held: _Held | None = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            held.finalizer()  # closes it (never one inherited through fork: see _close_connection)
 
     def close(self) -> None:
         self._discard_connection()
+
+    def release(self) -> None:
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid() or not held.finalizer.alive:
+            return
+        # _run always ends its transaction; a connection still in one would hold a stale snapshot
+        # (and its locks) into the next request, so it is not kept.
+        try:
+            in_transaction = self._in_transaction(held.connection)
+        except Exception:
+            in_transaction = True
+        if in_transaction:
+            log.warning("%s connection left in a transaction: closed", self.dialect)
+            self._discard_connection()
+
+    def close_all(self) -> None:
+        with self._all_lock:
+            every = list(self._all)
+        for held in every:
+            held.finalizer()
+        self._local.held = None
 
     def _store_error(self, error: BaseException) -> StoreError:
         if self._is_data_error(error):
             return StoreError(f"{self.dialect} refused the change: {error}")
         return StoreUnavailable(f"{self.dialect} database unavailable: {error}")
 
-    def _run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def _run(self, work: Callable[[Transaction], T], *, write: bool, one_statement: bool = False) -> T:
         """Run ``work`` in one transaction on this thread's connection: commit, or change nothing.
+
+        ``one_statement``: a read of a single statement, which runs as its own transaction (one
+        round trip, no BEGIN or COMMIT) and sees everything committed before it.
 
         A lost connection is retried once on a fresh one when that is safe: always for reads,
         and for writes only if COMMIT was never sent (the server rolled the transaction back).
         """
+        in_transaction = write or not one_statement
         for attempt in (1, 2):
             try:
-                connection = self._thread_connection()
+                held = self._thread_connection()
             except Exception as error:
                 if not self._is_driver_error(error):
                     raise
@@ -324,16 +437,26 @@ class SQLStore(Store):
                     log.warning("%s connect failed, retrying once: %s", self.dialect, error)
                     continue
                 raise StoreUnavailable(f"{self.dialect} database unavailable: {error}") from error
+            connection = held.connection
             committing = False
             try:
-                self._begin(connection, write)
-                result = work(Transaction(connection.cursor(), self._translate))
-                committing = True
-                connection.commit()
+                if in_transaction:
+                    self._begin(connection, write)
+                cursor = connection.cursor()
+                try:
+                    result = work(Transaction(cursor, self._translate))
+                finally:
+                    # Closed at once: an unfinished SQLite statement would keep its read snapshot.
+                    cursor.close()
+                if in_transaction:
+                    committing = True
+                    connection.commit()
                 return result
             except BaseException as error:
                 driver_error = self._is_driver_error(error)
-                if driver_error and self._is_lost_connection(error):
+                if not isinstance(error, Exception) or (driver_error and not self._is_data_error(error)):
+                    # Lost, timed out, interrupted mid-protocol or otherwise unhealthy: a new
+                    # connection is cheaper than trusting this one with the next request.
                     self._discard_connection()
                 else:
                     try:
@@ -397,7 +520,7 @@ class SQLStore(Store):
         return applied
 
     def ping(self) -> None:
-        self._run(lambda tx: tx.one("SELECT 1"), write=False)
+        self._run(lambda tx: tx.one("SELECT 1"), write=False, one_statement=True)
 
     def schema_description(self) -> list[str]:
         """Tables, columns, primary keys, indexes and foreign keys as sorted, engine-neutral lines.
@@ -433,7 +556,7 @@ class SQLStore(Store):
         )
 
     def get_shop(self, shop: str) -> Shop | None:
-        return self._run(lambda tx: self._read_shop(tx, shop), write=False)
+        return self._run(lambda tx: self._read_shop(tx, shop), write=False, one_statement=True)
 
     def put_shop(self, shop: str, fields: dict[str, Any]) -> tuple[Shop, bool]:
         _check_text("shop", shop, KEY_MAX_CHARS)
@@ -490,7 +613,7 @@ class SQLStore(Store):
     def get_product(self, shop: str, product_id: int) -> Product | None:
         if not _storable_product_id(product_id):
             return None  # e.g. ?product=0: simply not there, on both engines
-        return self._run(lambda tx: self._read_product(tx, shop, product_id), write=False)
+        return self._run(lambda tx: self._read_product(tx, shop, product_id), write=False, one_statement=True)
 
     def put_product(self, shop: str, product_id: int, document: dict[str, Any]) -> tuple[Product, bool]:
         if not _storable_product_id(product_id):
@@ -525,7 +648,7 @@ class SQLStore(Store):
     def list_product_ids(self, shop: str) -> list[int]:
         rows = self._run(
             lambda tx: tx.all("SELECT product_id FROM products WHERE shop = ? ORDER BY product_id", shop),
-            write=False,
+            write=False, one_statement=True,
         )
         return [int(row[0]) for row in rows]
 
@@ -547,7 +670,7 @@ class SQLStore(Store):
 
     def get_widget(self, shop: str, kind: str) -> WidgetState:
         _check_kind(kind)
-        return self._run(lambda tx: self._read_widget(tx, shop, kind), write=False)
+        return self._run(lambda tx: self._read_widget(tx, shop, kind), write=False, one_statement=True)
 
     def put_draft(self, shop: str, kind: str, settings: dict[str, Any]) -> WidgetState:
         _check_kind(kind)
@@ -624,7 +747,7 @@ class SQLStore(Store):
                 " WHERE shop = ? AND kind = ? ORDER BY version",
                 shop, kind,
             ),
-            write=False,
+            write=False, one_statement=True,
         )
         return [PublishedVersion(version=int(v), settings=json.loads(s), published_at=p) for v, s, p in rows]
 
@@ -677,8 +800,11 @@ class SQLiteStore(SQLStore):
         else:
             # mode=rw: a missing file is an unavailable database, not a new empty one that would
             # pass the readiness check while every query fails. Only migrate() creates the file.
+            # check_same_thread off: one thread uses it, but close_all() or the end of its thread
+            # may close it from another.
             uri = f"file:{quote(os.path.abspath(self.path))}?mode=rw"
-            connection = sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
+            connection = sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True,
+                                         check_same_thread=False)
         try:
             self._use_wal(connection, timeout)
             # Durable at every checkpoint and safe from corruption; commits skip an fsync.
@@ -708,6 +834,18 @@ class SQLiteStore(SQLStore):
         # IMMEDIATE takes the write lock up front: writers queue on the busy timeout instead of
         # failing to upgrade a read lock mid-transaction, and publish numbers stay gap-free.
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def _in_transaction(self, connection: Any) -> bool:
+        return bool(connection.in_transaction)
+
+    def _identity(self) -> Any:
+        # A kept connection holds the file it opened: one moved away, deleted or replaced (a restore)
+        # must not go on serving the old file's data, so a changed file means a new connection.
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
 
     def _upsert(self, key: Sequence[str]) -> str:
         return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET"
@@ -785,7 +923,7 @@ class MySQLStore(SQLStore):
         if parts.fragment or parts.query not in ("", "ssl=true", "ssl=false"):
             raise ValueError("MySQL URL takes no fragment and no query but ssl=true or ssl=false")
         # TLS only when asked for: PyMySQL otherwise builds a TLS context on every connect (tens of
-        # milliseconds of CPU), and this store connects once per request.
+        # milliseconds of CPU), which each thread pays when it opens or replaces its connection.
         self.tls = parts.query == "ssl=true"
         self.host = parts.hostname
         self.port = parts.port or 3306
@@ -809,7 +947,10 @@ class MySQLStore(SQLStore):
             password=self._password,
             database=self.database,
             charset="utf8mb4",
-            autocommit=False,
+            # A kept connection must never sit in a transaction: with REPEATABLE READ it would keep
+            # answering from an old snapshot. One-statement reads run on their own (see _run);
+            # everything else opens a transaction with BEGIN and ends it.
+            autocommit=True,
             connect_timeout=self.timeout_s,
             read_timeout=io_timeout,
             write_timeout=io_timeout,
@@ -822,8 +963,10 @@ class MySQLStore(SQLStore):
         )
 
     def _begin(self, connection: Any, write: bool) -> None:
-        # autocommit is off: the first statement opens the transaction, commit/rollback ends it.
-        pass
+        connection.begin()
+
+    def _in_transaction(self, connection: Any) -> bool:
+        return bool(connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
 
     def _translate(self, sql: str) -> str:
         return sql.replace("?", "%s")

@@ -13,6 +13,7 @@ import pymysql
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from storefront.store import Store
 from tests.conftest import ADMIN_TOKEN, make_app, seed
 from tests.faults.toolkit import PrivateMariaDB, sqlite_exclusive_lock, sqlite_file_replaced
 from tests.services import PrivateRedis, unique_name
@@ -50,6 +51,8 @@ class SQLiteUnderTest:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "storefront.db"
         self.url = f"sqlite:///{self.path}"
+        # The apps' stores (Deployment.app): each keeps a connection per thread between requests.
+        self.stores: list[Store] = []
 
     @contextlib.contextmanager
     def down(self) -> Iterator[None]:
@@ -58,6 +61,10 @@ class SQLiteUnderTest:
 
     @contextlib.contextmanager
     def hung(self) -> Iterator[None]:
+        # The tool can only take the file while no connection is open (the apps' kept ones block
+        # it): it got there first, as while the apps restarted.
+        for store in self.stores:
+            store.close_all()
         with sqlite_exclusive_lock(self.path):
             yield
 
@@ -146,6 +153,8 @@ class Deployment:
         config.update(overrides)
         app = make_app(self.database.url, **config)
         self._apps.append(app)
+        if isinstance(self.database, SQLiteUnderTest):
+            self.database.stores.append(app.extensions["storefront"].store)
         if not self._seeded:
             seed(app)
             self._seeded = True

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from storefront.store import (
     StoreError,
     StoreUnavailable,
 )
-from storefront.store.sql import load_migrations
+from storefront.store.sql import MAX_CONNECTIONS_PER_THREAD, load_migrations
 from storefront.widget_settings import default_settings
 from tests.store.concurrency import run_threads
 
@@ -166,6 +168,146 @@ def test_close_ends_the_connection_and_the_next_call_opens_another(store: SQLSto
     store.close()
     store.close()
     assert store.get_shop(SHOP) is not None
+
+
+def test_a_threads_connection_is_kept_across_requests_and_replaced_when_unfit(store: SQLStore) -> None:
+    store.put_shop(SHOP, SHOP_FIELDS)
+    kept = store._thread_connection()
+    store.release()  # the end of a request
+    assert store.get_shop(SHOP) is not None
+    assert store._thread_connection() is kept
+    store.close()
+    assert not kept.finalizer.alive  # closed, not just forgotten
+    assert store._thread_connection() is not kept
+    store.release()
+
+    # A transaction left open (which _run never does) would carry its snapshot into the next request.
+    left_open = store._thread_connection()
+    store._begin(left_open.connection, False)
+    store.release()
+    assert not left_open.finalizer.alive
+    assert store.get_shop(SHOP) is not None
+
+
+def test_connections_are_replaced_after_their_age_or_idle_limit(store_backend: Any, store: SQLStore) -> None:
+    store.put_shop(SHOP, SHOP_FIELDS)
+    aged = store_backend.new_store()
+    idle = store_backend.new_store()
+    try:
+        aged.max_age_s = idle.max_idle_s = 0.05
+        for limited in (aged, idle):
+            limited.ping()
+            first = limited._thread_connection()
+            limited.ping()
+            time.sleep(0.1)
+            limited.ping()
+            assert limited._thread_connection() is not first
+            assert not first.finalizer.alive
+        # Used more often than it may idle, a connection is kept until its age runs out.
+        idle.max_idle_s = 0.2
+        kept = idle._thread_connection()
+        for _ in range(4):
+            time.sleep(0.05)
+            idle.ping()
+        assert idle._thread_connection() is kept
+    finally:
+        aged.close()
+        idle.close()
+
+
+def test_each_thread_has_its_own_connection_closed_when_the_thread_ends(store: SQLStore) -> None:
+    store.put_shop(SHOP, SHOP_FIELDS)
+    mine = store._thread_connection().finalizer
+    held: list[Any] = []
+
+    def read(_: int) -> None:
+        assert store.get_shop(SHOP) is not None
+        held.append(store._thread_connection().finalizer)  # not the record: that would keep it
+
+    thread = threading.Thread(target=read, args=(0,))
+    thread.start()
+    thread.join()
+    (theirs,) = held
+    assert theirs is not mine
+    deadline = time.monotonic() + 5
+    while theirs.alive:  # the thread's locals go with it, and its connection is closed
+        assert time.monotonic() < deadline, "a finished thread's connection stayed open"
+        gc.collect()
+        time.sleep(0.01)
+    assert mine.alive
+
+
+def test_a_thread_keeps_a_bounded_number_of_connections_across_stores(store_backend: Any) -> None:
+    # Stores dropped without close() (apps built by tests or scripts) cannot pile up connections.
+    stores = [store_backend.new_store() for _ in range(MAX_CONNECTIONS_PER_THREAD + 3)]
+    try:
+        stores[0].migrate()
+        for each in stores:
+            each.ping()
+        opened = [each._thread_connection().finalizer for each in stores[-MAX_CONNECTIONS_PER_THREAD:]]
+        assert all(finalizer.alive for finalizer in opened)
+        evicted = [each._local.held for each in stores[:3]]
+        assert not any(held.finalizer.alive for held in evicted)  # the least recently used ones
+        stores[0].ping()  # and their stores simply connect again
+        assert stores[0]._thread_connection().finalizer.alive
+    finally:
+        for each in stores:
+            each.close()
+
+
+def test_close_all_closes_every_threads_connection(store: SQLStore) -> None:
+    store.put_shop(SHOP, SHOP_FIELDS)
+    opened = threading.Barrier(4)
+    closed = threading.Event()
+    held: list[Any] = []
+
+    def work(_: int) -> None:
+        store.get_shop(SHOP)
+        held.append(store._thread_connection())
+        opened.wait(timeout=10)
+        closed.wait(timeout=10)
+        assert store.get_shop(SHOP) is not None  # a fresh connection, transparently
+        held.append(store._thread_connection())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    opened.wait(timeout=10)
+    held.append(store._thread_connection())
+    store.close_all()
+    assert not any(connection.finalizer.alive for connection in held)
+    closed.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(held) == 7 and all(connection.finalizer.alive for connection in held[4:])
+    assert store.get_shop(SHOP) is not None
+
+
+def test_an_idle_kept_connection_sees_what_others_committed_meanwhile(
+    store: SQLStore, store_backend: Any
+) -> None:
+    # A kept connection must not sit in a transaction between calls (on MySQL, REPEATABLE READ
+    # would keep answering from the snapshot of its first read).
+    other = store_backend.new_store()
+    try:
+        other.put_shop(SHOP, SHOP_FIELDS)
+        other.put_product(SHOP, 1, {"id": 1, "title": "First"})
+        kept = store._thread_connection()
+        assert store.get_product(SHOP, 1).document["title"] == "First"  # type: ignore[union-attr]
+        store.release()
+        other.put_product(SHOP, 1, {"id": 1, "title": "Second"})
+        other.put_draft(SHOP, "subscription", settings())
+        other.publish(SHOP, "subscription")
+        product = store.get_product(SHOP, 1)
+        assert product is not None and (product.document["title"], product.version) == ("Second", 2)
+        published = store.get_widget(SHOP, "subscription").published
+        assert published is not None and published.version == 1
+        assert store.get_shop(SHOP) is not None
+        other.delete_shop(SHOP)
+        assert store.get_shop(SHOP) is None
+        assert store._thread_connection() is kept
+    finally:
+        other.close()
 
 
 def test_reads_see_what_other_connections_committed_since(store: SQLStore, store_backend: Any) -> None:
