@@ -14,6 +14,7 @@ from storefront.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
+    WidgetInputs,
     WidgetState,
 )
 from storefront.store.replicated import ReplicatedStore
@@ -33,6 +34,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "WidgetInputs",
     "WidgetState",
     "create_store",
 ]

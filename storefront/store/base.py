@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 WIDGET_KINDS = ("subscription", "bundle", "loyalty")
 
@@ -68,6 +68,14 @@ class PublishedVersion:
     version: int
     settings: dict[str, Any]
     published_at: str
+
+
+class WidgetInputs(NamedTuple):
+    """What a widget render reads: the shop, the product asked for and the published settings."""
+
+    shop: Shop | None
+    product: Product | None
+    published: PublishedVersion | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +167,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_versions(self, shop: str, kind: str) -> list[PublishedVersion]:
         """Every published version, oldest first."""
+
+    def get_widget_inputs(self, shop: str, kind: str, product_id: int | None) -> WidgetInputs:
+        """The shop, the product (None when ``product_id`` is None or it does not exist) and the
+        widget's published version (None if never published), read together.
+
+        Everything None when the shop does not exist. A store that can reads all three in one
+        statement (one round trip, one snapshot); this fallback reads them one after another.
+        """
+        record = self.get_shop(shop)
+        if record is None:
+            return WidgetInputs(None, None, None)
+        product = None if product_id is None else self.get_product(shop, product_id)
+        return WidgetInputs(record, product, self.get_widget(shop, kind).published)
 
     # -- webhooks ------------------------------------------------------------------------
     @abc.abstractmethod

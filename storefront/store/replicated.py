@@ -8,7 +8,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from storefront.store.base import Product, PublishedVersion, Shop, Store, StoreUnavailable, WidgetState
+from storefront.store.base import (
+    Product,
+    PublishedVersion,
+    Shop,
+    Store,
+    StoreUnavailable,
+    WidgetInputs,
+    WidgetState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +230,9 @@ class ReplicatedStore(Store):
 
     def list_versions(self, shop: str, kind: str) -> list[PublishedVersion]:
         return self._read(shop, lambda store: store.list_versions(shop, kind))
+
+    def get_widget_inputs(self, shop: str, kind: str, product_id: int | None) -> WidgetInputs:
+        return self._read(shop, lambda store: store.get_widget_inputs(shop, kind, product_id))
 
     # -- webhooks ------------------------------------------------------------------------
     def record_webhook(self, webhook_id: str) -> bool:

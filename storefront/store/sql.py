@@ -31,6 +31,7 @@ from storefront.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
+    WidgetInputs,
     WidgetState,
 )
 
@@ -85,6 +86,18 @@ _SELECT_SHOP = (
 )
 _SELECT_PRODUCT = (
     "SELECT shop, product_id, document, version, updated_at FROM products WHERE shop = ? AND product_id = ?"
+)
+# A widget render's inputs in one statement: one round trip, and one snapshot of all three rows.
+_SELECT_WIDGET_INPUTS = (
+    "SELECT s.shop, s.name, s.currency, s.money_format, s.default_locale, s.locales, s.version,"
+    " s.created_at, s.updated_at, p.product_id, p.document, p.version, p.updated_at,"
+    " v.version, v.settings, v.published_at"
+    " FROM shops s"
+    " LEFT JOIN products p ON p.shop = s.shop AND p.product_id = ?"
+    " LEFT JOIN widgets w ON w.shop = s.shop AND w.kind = ?"
+    " LEFT JOIN widget_versions v"
+    " ON v.shop = w.shop AND v.kind = w.kind AND v.version = w.published_version"
+    " WHERE s.shop = ?"
 )
 _SELECT_WIDGET = (
     "SELECT w.draft, w.draft_updated_at, v.version, v.settings, v.published_at"
@@ -546,14 +559,17 @@ class SQLStore(Store):
 
     # -- shops ---------------------------------------------------------------------------
     @staticmethod
-    def _read_shop(tx: Transaction, shop: str) -> Shop | None:
-        row = tx.one(_SELECT_SHOP, shop)
-        if row is None:
-            return None
+    def _shop_record(row: Sequence[Any]) -> Shop:
+        """A Shop from the columns of _SELECT_SHOP (the first nine of _SELECT_WIDGET_INPUTS)."""
         return Shop(
             shop=row[0], name=row[1], currency=row[2], money_format=row[3], default_locale=row[4],
             locales=tuple(json.loads(row[5])), version=int(row[6]), created_at=row[7], updated_at=row[8],
         )
+
+    @classmethod
+    def _read_shop(cls, tx: Transaction, shop: str) -> Shop | None:
+        row = tx.one(_SELECT_SHOP, shop)
+        return None if row is None else cls._shop_record(row)
 
     def get_shop(self, shop: str) -> Shop | None:
         return self._run(lambda tx: self._read_shop(tx, shop), write=False, one_statement=True)
@@ -671,6 +687,25 @@ class SQLStore(Store):
     def get_widget(self, shop: str, kind: str) -> WidgetState:
         _check_kind(kind)
         return self._run(lambda tx: self._read_widget(tx, shop, kind), write=False, one_statement=True)
+
+    def get_widget_inputs(self, shop: str, kind: str, product_id: int | None) -> WidgetInputs:
+        _check_kind(kind)
+        # An id no row can have matches nothing, like no id at all (NULL never equals anything).
+        wanted = product_id if product_id is not None and _storable_product_id(product_id) else None
+        row = self._run(lambda tx: tx.one(_SELECT_WIDGET_INPUTS, wanted, kind, shop),
+                        write=False, one_statement=True)
+        if row is None:
+            return WidgetInputs(None, None, None)
+        record = self._shop_record(row)
+        product = None
+        if row[9] is not None:
+            product = Product(shop=row[0], product_id=int(row[9]), document=json.loads(row[10]),
+                              version=int(row[11]), updated_at=row[12])
+        published = None
+        if row[13] is not None:
+            published = PublishedVersion(version=int(row[13]), settings=json.loads(row[14]),
+                                         published_at=row[15])
+        return WidgetInputs(record, product, published)
 
     def put_draft(self, shop: str, kind: str, settings: dict[str, Any]) -> WidgetState:
         _check_kind(kind)

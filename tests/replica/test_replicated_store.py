@@ -69,6 +69,7 @@ def test_reads_go_to_the_replica_and_every_write_to_the_primary(databases: Datab
     assert store.list_product_ids(SHOP) == []
     assert store.get_widget(SHOP, "loyalty").published is None
     assert store.list_versions(SHOP, "loyalty") == []
+    assert store.get_widget_inputs(SHOP, "loyalty", PRODUCT_ID) == (None, None, None)
 
     databases.replicate()
     databases.diverge(SHOP, "Replica Name", "R${{amount}}")
@@ -78,6 +79,9 @@ def test_reads_go_to_the_replica_and_every_write_to_the_primary(databases: Datab
     assert store.list_product_ids(SHOP) == [PRODUCT_ID]
     assert store.get_widget(SHOP, "loyalty").published.version == 1  # type: ignore[union-attr]
     assert [v.version for v in store.list_versions(SHOP, "loyalty")] == [1]
+    inputs = store.get_widget_inputs(SHOP, "loyalty", PRODUCT_ID)
+    assert inputs.shop.name == "Replica Name" and inputs.product.document == DOCUMENT  # type: ignore[union-attr]
+    assert inputs.published.version == 1  # type: ignore[union-attr]
 
     assert store.primary is stores[0] and store.replica is stores[1]
     assert store.primary.get_shop(SHOP).name == "Primary Name"  # type: ignore[union-attr]
@@ -103,6 +107,7 @@ def test_a_write_pins_its_shop_to_the_primary_for_pin_s(databases: Databases, st
     store.put_shop(SHOP, {**FIELDS, "name": "Changed"})
     assert store.pinned(SHOP) and not store.pinned(OTHER)
     assert store.get_shop(SHOP).name == "Changed"  # type: ignore[union-attr]
+    assert store.get_widget_inputs(SHOP, "loyalty", None).shop.name == "Changed"  # type: ignore[union-attr]
     assert store.get_shop(OTHER).name == "Replica Other"  # type: ignore[union-attr]
 
     wait_until_unpinned(store, SHOP, limit_s=3)

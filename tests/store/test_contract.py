@@ -293,15 +293,14 @@ def test_an_idle_kept_connection_sees_what_others_committed_meanwhile(
         other.put_shop(SHOP, SHOP_FIELDS)
         other.put_product(SHOP, 1, {"id": 1, "title": "First"})
         kept = store._thread_connection()
-        assert store.get_product(SHOP, 1).document["title"] == "First"  # type: ignore[union-attr]
+        assert store.get_widget_inputs(SHOP, "subscription", 1).product.document["title"] == "First"
         store.release()
         other.put_product(SHOP, 1, {"id": 1, "title": "Second"})
         other.put_draft(SHOP, "subscription", settings())
         other.publish(SHOP, "subscription")
-        product = store.get_product(SHOP, 1)
-        assert product is not None and (product.document["title"], product.version) == ("Second", 2)
-        published = store.get_widget(SHOP, "subscription").published
-        assert published is not None and published.version == 1
+        inputs = store.get_widget_inputs(SHOP, "subscription", 1)
+        assert inputs.product.document["title"] == "Second" and inputs.product.version == 2
+        assert inputs.published is not None and inputs.published.version == 1
         assert store.get_shop(SHOP) is not None
         other.delete_shop(SHOP)
         assert store.get_shop(SHOP) is None
@@ -525,6 +524,39 @@ def test_get_widget_without_draft_or_versions_is_empty(store: SQLStore, shop: st
         assert (state.shop, state.kind, state.draft, state.draft_updated_at, state.published) == (
             shop, kind, None, None, None
         )
+
+
+def test_get_widget_inputs_reads_the_shop_the_product_and_the_published_version(
+    store: SQLStore, shop: str
+) -> None:
+    document = load_product("coffee-three-plans.json")
+    product, _ = store.put_product(shop, document["id"], document)
+    store.put_draft(shop, "subscription", settings(template="checkbox"))
+    store.publish(shop, "subscription")
+    store.put_draft(shop, "subscription", settings(template="button_group"))  # not published
+
+    inputs = store.get_widget_inputs(shop, "subscription", document["id"])
+    assert inputs.shop == store.get_shop(shop)
+    assert inputs.product == product
+    assert inputs.published == store.get_widget(shop, "subscription").published
+    assert inputs.published is not None and inputs.published.settings["template"] == "checkbox"
+
+    without_product = store.get_widget_inputs(shop, "subscription", None)
+    assert (without_product.shop, without_product.product, without_product.published) == (
+        inputs.shop, None, inputs.published)
+    unpublished = store.get_widget_inputs(shop, "loyalty", document["id"])
+    assert (unpublished.product, unpublished.published) == (product, None)
+
+
+def test_get_widget_inputs_of_what_does_not_exist(store: SQLStore, shop: str) -> None:
+    store.put_shop(OTHER_SHOP, SHOP_FIELDS)
+    store.put_product(OTHER_SHOP, 5, {"id": 5})
+    assert store.get_widget_inputs("nobody.myshopify.com", "subscription", 5) == (None, None, None)
+    for product_id in (5, 6, 0, -1, 1 << 63, 1 << 70):  # another shop's, absent, or no row can have it
+        inputs = store.get_widget_inputs(shop, "bundle", product_id)
+        assert inputs.shop is not None and inputs.product is None and inputs.published is None
+    with pytest.raises(ValueError):
+        store.get_widget_inputs(shop, "nonsense", 5)
 
 
 def test_put_draft_without_the_shop_is_not_found(store: SQLStore) -> None:
