@@ -1,8 +1,11 @@
 """gunicorn settings for Storefront (`gunicorn -c gunicorn.conf.py wsgi:app`); overridable by GUNICORN_*."""
 
+import ctypes
 import errno
 import multiprocessing
 import os
+import threading
+import time
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -50,6 +53,43 @@ def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# glibc's malloc gives each thread that allocates an arena of its own (up to 8 per core), and memory
+# freed in one arena is only reused by that arena. A worker's threads thus spread the churn of misses
+# (bodies, compressor buffers, rows) over several arenas that each keep their freed memory. Measured
+# with 5 workers x 4 threads, a 16 MiB in-process budget and 1,200 new keys per worker, RSS grew by
+# 31-38 MiB per worker; 23-29 MiB with two arenas; 19-25 MiB with two arenas and free pages handed
+# back every few seconds (a fixed mmap threshold would return more, but made each miss's compression
+# 1 ms slower). An operator's MALLOC_ARENA_MAX (read by glibc itself at start-up) wins.
+MALLOC_ARENA_MAX = 2
+MALLOC_TRIM_INTERVAL_S = 5
+_M_ARENA_MAX = -8  # from glibc's <malloc.h>
+
+
+def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    # In the new worker, before it starts any thread (the app is loaded after this hook).
+    limit_malloc_arenas()
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas and return free memory to the system periodically; False if not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return False  # musl, macOS...: their allocators do not keep per-thread arenas like this
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(_M_ARENA_MAX, MALLOC_ARENA_MAX)
+
+    def trim() -> None:
+        # Free pages inside the heap stay resident until trimmed; a trim takes well under 1 ms.
+        while True:
+            time.sleep(MALLOC_TRIM_INTERVAL_S)
+            malloc_trim(0)
+
+    threading.Thread(target=trim, name="malloc-trim", daemon=True).start()
+    return True
 
 
 class DrainingThreadWorker(ThreadWorker):
