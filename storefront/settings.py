@@ -181,6 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
 DEVELOPMENT_BASE_URL = "http://127.0.0.1:8000"
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
+DEFAULT_LOCAL_CACHE_BYTES = int(_BY_NAME["LOCAL_CACHE_BYTES"].default)
+# Lookups and hot URLs each get 1/IN_PROCESS_SHARE of a worker's in-process budget (see Settings).
+IN_PROCESS_SHARE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +226,28 @@ class Settings:
     @property
     def development(self) -> bool:
         return self.env == "development"
+
+    # LOCAL_CACHE_BYTES bounds everything a worker keeps per key, shared out so that together they
+    # stay within it: an eighth for lookups (WidgetLookup), an eighth for hot URLs (HotTargets) and
+    # the rest for rendered widgets (the in-process tier). With the tier off (0), lookups and hot
+    # URLs keep the default budget's shares: without them every request reads the database.
+
+    @property
+    def lookup_cache_bytes(self) -> int:
+        """The lookups' byte bound: an eighth of the in-process budget."""
+        return (self.local_cache_bytes or DEFAULT_LOCAL_CACHE_BYTES) // IN_PROCESS_SHARE
+
+    @property
+    def hot_targets_bytes(self) -> int:
+        """The hot URLs' byte bound: an eighth of the in-process budget."""
+        return (self.local_cache_bytes or DEFAULT_LOCAL_CACHE_BYTES) // IN_PROCESS_SHARE
+
+    @property
+    def render_tier_bytes(self) -> int:
+        """The in-process render tier's byte budget: what lookups and hot URLs leave (0: no tier)."""
+        if not self.local_cache_bytes:
+            return 0
+        return self.local_cache_bytes - self.lookup_cache_bytes - self.hot_targets_bytes
 
 
 def load_settings(

@@ -13,10 +13,9 @@ from typing import Any
 from storefront.freshness import LocalFreshness
 from storefront.store import Store
 
-# The lookups' share of a worker's in-process budget (STOREFRONT_LOCAL_CACHE_BYTES): an entry is about
-# 300 bytes, so an eighth of the default 64 MiB keeps some 28,000 products, an eighth of 16 MiB 7,000.
-BUDGET_SHARE = 8
-DEFAULT_MAX_BYTES = (64 << 20) // BUDGET_SHARE
+# The lookups' share of the default in-process budget (Settings.lookup_cache_bytes, an eighth of
+# STOREFRONT_LOCAL_CACHE_BYTES): an entry is about 320 bytes, so 8 MiB keeps some 26,000 products.
+DEFAULT_MAX_BYTES = 8 << 20
 # Per entry besides the objects sized with sys.getsizeof: its OrderedDict slot, with the slack of a
 # table that grows in steps (tracemalloc, CPython 3.11; tests/test_widget_lookup.py checks the total).
 _SLOT_BYTES = 110
@@ -27,13 +26,6 @@ _SHELL_SLOT_BYTES = 80 + 56
 _VIEWS = 8
 _VIEWS_BYTES = 360 + _VIEWS * (150 + 70 + 50)
 
-
-def lookup_budget(local_cache_bytes: int) -> int:
-    """The lookups' byte bound for a worker's in-process budget; the default's share when that is 0.
-
-    (0 turns off the render tier only: without kept lookups every request would read the store.)
-    """
-    return local_cache_bytes // BUDGET_SHARE if local_cache_bytes > 0 else DEFAULT_MAX_BYTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +123,7 @@ class WidgetLookup:
     change, in every worker) makes a change visible at once. Unknown shops and products are
     remembered too (for the negative TTL) so junk requests do not reach the database.
 
-    What is kept is bounded in bytes (``max_bytes``, see ``lookup_budget``), least recently used
+    What is kept is bounded in bytes (``max_bytes``: Settings.lookup_cache_bytes), least recently used
     first out: entries keep only versions, and the shop's part once per shop and widget kind.
     """
 

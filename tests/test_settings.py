@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from storefront import SettingsError, create_app
 from storefront.settings import load_settings, settings_table
+from storefront.widget_lookup import DEFAULT_MAX_BYTES
 
 GOOD = {"ADMIN_TOKENS": "a" * 32, "SECRET_KEY": "s" * 32, "SHOPIFY_API_SECRET": "h" * 32,
         "PUBLIC_BASE_URL": "https://widgets.example.com"}
@@ -81,3 +83,15 @@ def test_settings_table_lists_every_setting() -> None:
     table = settings_table()
     for name in ("STOREFRONT_ENV", "STOREFRONT_DATABASE_URL", "STOREFRONT_REDIS_URL", "STOREFRONT_CDN_PURGE"):
         assert f"`{name}`" in table
+
+
+@pytest.mark.parametrize(("budget", "renders", "lookups"), [
+    (16 << 20, 12 << 20, 2 << 20), (64 << 20, 48 << 20, 8 << 20), (0, 0, 8 << 20)])
+def test_the_in_process_budget_is_shared_out(tmp_path: Path, budget: int, renders: int, lookups: int) -> None:
+    """Lookups and hot URLs an eighth each, rendered widgets the rest: together within the budget."""
+    settings = load_settings({}, {"ENV": "development", "LOCAL_CACHE_BYTES": budget}, str(tmp_path))
+    assert (settings.render_tier_bytes, settings.lookup_cache_bytes, settings.hot_targets_bytes) == (
+        renders, lookups, lookups)
+    if budget:
+        assert renders + 2 * lookups == budget
+    assert load_settings({}, {"ENV": "development"}, str(tmp_path)).lookup_cache_bytes == DEFAULT_MAX_BYTES

@@ -10,7 +10,7 @@ import pytest
 
 from storefront.demo import demo_shops, seed_demo
 from storefront.store import Store, create_store
-from storefront.widget_lookup import BUDGET_SHARE, DEFAULT_MAX_BYTES, Missing, WidgetLookup, lookup_budget
+from storefront.widget_lookup import DEFAULT_MAX_BYTES, Missing, WidgetLookup
 from tests.conftest import load_fixture
 
 SHOP = "demo-coffee.myshopify.com"
@@ -161,9 +161,3 @@ def test_clear_and_invalidation_give_every_byte_back(store: Store) -> None:
     assert (stats["entries"], stats["shells"]) == (1, 1)
     lookup.clear()
     assert (lookup.stats()["entries"], lookup.stats()["bytes"]) == (0, 0)
-
-
-def test_the_lookup_budget_is_a_share_of_the_in_process_budget() -> None:
-    assert lookup_budget(16 << 20) == (16 << 20) // BUDGET_SHARE == 2 << 20
-    assert lookup_budget(64 << 20) == DEFAULT_MAX_BYTES
-    assert lookup_budget(0) == DEFAULT_MAX_BYTES, "no render tier still keeps lookups"
