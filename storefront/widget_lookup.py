@@ -159,7 +159,7 @@ class WidgetLookup:
             raise Missing(cached.detail)
         freshness = self.freshness
         generation = freshness.generation if freshness is not None else 0
-        found = self._read(shop, kind, product_id)
+        found = self._read_versions(shop, kind, product_id)
         if isinstance(found, Missing):
             ttl = self.negative_ttl_s
         else:
@@ -178,6 +178,19 @@ class WidgetLookup:
         if isinstance(found, Missing):
             raise found
         return found
+
+    def _read_versions(self, shop: str, kind: str, product_id: int | None) -> RenderInputs | Missing:
+        """Inputs without the documents (complete=False): all a cache hit needs, nothing to decode."""
+        record, product_version, published_version = self.store.get_widget_versions(shop, kind, product_id)
+        if record is None:
+            return Missing("shop")
+        if product_id is not None and product_version is None:
+            return Missing("product")
+        versions = f"s{record.version}.w{published_version or 0}.p{product_version or 0}"
+        return RenderInputs(
+            shop=record.to_json(), default_locale=record.default_locale, locales=tuple(record.locales),
+            settings=None, settings_version=published_version, product=None, versions=versions,
+            complete=False)
 
     def _read(self, shop: str, kind: str, product_id: int | None) -> RenderInputs | Missing:
         # One read for all three: one round trip on SQL stores (ids past 64 bits match nothing).

@@ -16,6 +16,7 @@ from storefront.store.base import (
     StoreUnavailable,
     WidgetInputs,
     WidgetState,
+    WidgetVersions,
 )
 from storefront.store.replicated import ReplicatedStore
 from storefront.store.sql import MySQLStore, SQLiteStore, SQLStore
@@ -35,6 +36,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "WidgetInputs",
+    "WidgetVersions",
     "WidgetState",
     "create_store",
 ]

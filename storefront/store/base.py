@@ -78,6 +78,14 @@ class WidgetInputs(NamedTuple):
     published: PublishedVersion | None
 
 
+class WidgetVersions(NamedTuple):
+    """What a cache key needs of a widget's inputs: the shop and the versions, not the documents."""
+
+    shop: Shop | None
+    product_version: int | None  # None: no product asked for, or it does not exist
+    published_version: int | None  # None: never published
+
+
 @dataclasses.dataclass(frozen=True)
 class WidgetState:
     shop: str
@@ -180,6 +188,15 @@ class Store(abc.ABC):
             return WidgetInputs(None, None, None)
         product = None if product_id is None else self.get_product(shop, product_id)
         return WidgetInputs(record, product, self.get_widget(shop, kind).published)
+
+    def get_widget_versions(self, shop: str, kind: str, product_id: int | None) -> WidgetVersions:
+        """``get_widget_inputs`` without the product and settings documents (nothing to decode).
+
+        A cache hit needs only the versions; the documents are read again by a render.
+        """
+        record, product, published = self.get_widget_inputs(shop, kind, product_id)
+        return WidgetVersions(record, product.version if product is not None else None,
+                              published.version if published is not None else None)
 
     # -- webhooks ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -16,6 +16,7 @@ from storefront.store.base import (
     StoreUnavailable,
     WidgetInputs,
     WidgetState,
+    WidgetVersions,
 )
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,9 @@ class ReplicatedStore(Store):
 
     def get_widget_inputs(self, shop: str, kind: str, product_id: int | None) -> WidgetInputs:
         return self._read(shop, lambda store: store.get_widget_inputs(shop, kind, product_id))
+
+    def get_widget_versions(self, shop: str, kind: str, product_id: int | None) -> WidgetVersions:
+        return self._read(shop, lambda store: store.get_widget_versions(shop, kind, product_id))
 
     # -- webhooks ------------------------------------------------------------------------
     def record_webhook(self, webhook_id: str) -> bool:

@@ -33,6 +33,7 @@ from storefront.store.base import (
     StoreUnavailable,
     WidgetInputs,
     WidgetState,
+    WidgetVersions,
 )
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,17 @@ _SELECT_WIDGET_INPUTS = (
     "SELECT s.shop, s.name, s.currency, s.money_format, s.default_locale, s.locales, s.version,"
     " s.created_at, s.updated_at, p.product_id, p.document, p.version, p.updated_at,"
     " v.version, v.settings, v.published_at"
+    " FROM shops s"
+    " LEFT JOIN products p ON p.shop = s.shop AND p.product_id = ?"
+    " LEFT JOIN widgets w ON w.shop = s.shop AND w.kind = ?"
+    " LEFT JOIN widget_versions v"
+    " ON v.shop = w.shop AND v.kind = w.kind AND v.version = w.published_version"
+    " WHERE s.shop = ?"
+)
+# The same without the documents: a cache key needs the versions only.
+_SELECT_WIDGET_VERSIONS = (
+    "SELECT s.shop, s.name, s.currency, s.money_format, s.default_locale, s.locales, s.version,"
+    " s.created_at, s.updated_at, p.version, v.version"
     " FROM shops s"
     " LEFT JOIN products p ON p.shop = s.shop AND p.product_id = ?"
     " LEFT JOIN widgets w ON w.shop = s.shop AND w.kind = ?"
@@ -706,6 +718,16 @@ class SQLStore(Store):
             published = PublishedVersion(version=int(row[13]), settings=json.loads(row[14]),
                                          published_at=row[15])
         return WidgetInputs(record, product, published)
+
+    def get_widget_versions(self, shop: str, kind: str, product_id: int | None) -> WidgetVersions:
+        _check_kind(kind)
+        wanted = product_id if product_id is not None and _storable_product_id(product_id) else None
+        row = self._run(lambda tx: tx.one(_SELECT_WIDGET_VERSIONS, wanted, kind, shop),
+                        write=False, one_statement=True)
+        if row is None:
+            return WidgetVersions(None, None, None)
+        return WidgetVersions(self._shop_record(row), None if row[9] is None else int(row[9]),
+                              None if row[10] is None else int(row[10]))
 
     def put_draft(self, shop: str, kind: str, settings: dict[str, Any]) -> WidgetState:
         _check_kind(kind)

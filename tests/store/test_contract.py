@@ -559,6 +559,25 @@ def test_get_widget_inputs_of_what_does_not_exist(store: SQLStore, shop: str) ->
         store.get_widget_inputs(shop, "nonsense", 5)
 
 
+def test_get_widget_versions_agrees_with_the_inputs_without_documents(store: SQLStore, shop: str) -> None:
+    document = load_product("coffee-three-plans.json")
+    store.put_product(shop, document["id"], document)
+    store.put_product(shop, document["id"], document)  # version 2
+    store.put_draft(shop, "subscription", settings(template="checkbox"))
+    store.publish(shop, "subscription")
+    for kind, product_id in (("subscription", document["id"]), ("subscription", None),
+                             ("loyalty", document["id"]), ("bundle", 5), ("bundle", 1 << 70)):
+        inputs = store.get_widget_inputs(shop, kind, product_id)
+        versions = store.get_widget_versions(shop, kind, product_id)
+        assert versions.shop == inputs.shop
+        assert versions.product_version == (inputs.product.version if inputs.product else None)
+        assert versions.published_version == (inputs.published.version if inputs.published else None)
+    assert store.get_widget_versions(shop, "subscription", document["id"])[1:] == (2, 1)
+    assert store.get_widget_versions("nobody.myshopify.com", "subscription", 5) == (None, None, None)
+    with pytest.raises(ValueError):
+        store.get_widget_versions(shop, "nonsense", 5)
+
+
 def test_put_draft_without_the_shop_is_not_found(store: SQLStore) -> None:
     with pytest.raises(NotFound):
         store.put_draft(SHOP, "subscription", settings())
