@@ -50,6 +50,8 @@ class LockAttempt(NamedTuple):
 
     token: str | None
     held_elsewhere: bool
+    # With ``acquire_lock(read=key)``: that key's value, read in the same round trip just after.
+    value: bytes | None = None
 
     @property
     def acquired(self) -> bool:
@@ -183,18 +185,25 @@ class RedisCache:
         full = self.key_prefix + key
         return bool(self._call_key("set", full, lambda client: client.set(full, value, px=px), False))
 
-    def set_many(self, items: Iterable[tuple[str, bytes, float]]) -> bool:
-        """Several ``(key, value, ttl_s)`` writes in one round trip (not atomic)."""
-        writes = [(self.key_prefix + key, value, int(ttl_s * 1000)) for key, value, ttl_s in items]
-        writes = [write for write in writes if write[2] > 0]
-        if not writes:
+    def set_many(
+        self, items: Iterable[tuple[str, bytes, float]], *, unlock: tuple[str, str] | None = None
+    ) -> bool:
+        """Several ``(key, value, ttl_s)`` writes in one round trip (not atomic).
+
+        ``unlock``: a lock's ``(name, token)`` to release after the writes, in the same round trip.
+        """
+        commands: list[tuple[Any, ...]] = [
+            ("SET", self.key_prefix + key, value, "PX", int(ttl_s * 1000))
+            for key, value, ttl_s in items if int(ttl_s * 1000) > 0]
+        if unlock is not None:
+            full = self.key_prefix + _LOCK_NAMESPACE + unlock[0]
+            # EVAL, not the registered script: a pipeline would first ask whether it is loaded.
+            commands.append(("EVAL", _RELEASE_LOCK, 1, full, unlock[1]))
+        if not commands:
             return True
 
         def run(client: redis.Redis) -> bool:
-            pipe = client.pipeline(transaction=False)
-            for full, value, px in writes:
-                pipe.set(full, value, px=px)
-            pipe.execute()
+            self._pipeline(client, commands)
             return True
 
         return self._call("set", run, False)
@@ -230,15 +239,25 @@ class RedisCache:
 
     # -- locks ----------------------------------------------------------------------------------
 
-    def acquire_lock(self, name: str, ttl_ms: int) -> LockAttempt:
-        """``SET lock NX PX ttl`` with a random token; only the token's holder can release it."""
+    def acquire_lock(self, name: str, ttl_ms: int, *, read: str | None = None) -> LockAttempt:
+        """``SET lock NX PX ttl`` with a random token; only the token's holder can release it.
+
+        ``read``: a key of the lock's slot to GET in the same round trip, right after the SET (what
+        a renderer checks once it holds the lock), returned as ``value``.
+        """
         token = secrets.token_hex(16)
         full = self.key_prefix + _LOCK_NAMESPACE + name
-        won = self._call_key(
-            "lock", full, lambda client: client.set(full, token, nx=True, px=ttl_ms), _FAILED)
+        if read is None:
+            won = self._call_key(
+                "lock", full, lambda client: client.set(full, token, nx=True, px=ttl_ms), _FAILED)
+            value = None
+        else:
+            commands = [("SET", full, token, "NX", "PX", ttl_ms), ("GET", self.key_prefix + read)]
+            replies = self._call_key("lock", full, lambda client: self._pipeline(client, commands), _FAILED)
+            won, value = (_FAILED, None) if replies is _FAILED else replies
         if won is _FAILED:
             return LockAttempt(None, False)
-        return LockAttempt(token, False) if won else LockAttempt(None, True)
+        return LockAttempt(token, False, value) if won else LockAttempt(None, True, value)
 
     def release_lock(self, name: str, token: str) -> bool:
         full = self.key_prefix + _LOCK_NAMESPACE + name
@@ -299,6 +318,13 @@ class RedisCache:
     def _call_key(self, op: str, full_key: str, fn: Callable[[Any], T], default: T) -> T:
         """A command on one key (the cluster variant routes it, and its breaker, by the key's slot)."""
         return self._call(op, fn, default)
+
+    def _pipeline(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in one round trip; their replies, or the first error raised."""
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()  # type: ignore[no-any-return]
 
     def _call(self, op: str, fn: Callable[[redis.Redis], T], default: T) -> T:
         if not self.breaker.allow():
@@ -511,8 +537,17 @@ class RedisClusterCache(RedisCache):
 
     # -- the cache contract -------------------------------------------------------------------
 
-    def set_many(self, items: Iterable[tuple[str, bytes, float]]) -> bool:
-        """Several ``(key, value, ttl_s)`` writes, one round trip per master (not atomic)."""
+    def set_many(
+        self, items: Iterable[tuple[str, bytes, float]], *, unlock: tuple[str, str] | None = None
+    ) -> bool:
+        """Several ``(key, value, ttl_s)`` writes, one round trip per master (not atomic); then
+        ``unlock``'s release, on its own."""
+        stored = self._set_many(items)
+        if unlock is not None:
+            self.release_lock(*unlock)
+        return stored
+
+    def _set_many(self, items: Iterable[tuple[str, bytes, float]]) -> bool:
         writes = [(self.key_prefix + key, value, int(ttl_s * 1000)) for key, value, ttl_s in items]
         writes = [write for write in writes if write[2] > 0]
         if not writes:
@@ -613,6 +648,10 @@ class RedisClusterCache(RedisCache):
     def _call(self, op: str, fn: Callable[[Any], T], default: T) -> T:
         # Every operation here names its node or its key; nothing may run unrouted.
         raise NotImplementedError("RedisClusterCache routes by key or node")
+
+    def _pipeline(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        # Every key of ``commands`` is in one slot (acquire_lock's are): the first names the node.
+        return _run_on_node(client, client.get_node_from_key(commands[0][1]), commands)
 
     def _connected(self, op: str) -> RedisCluster | None:
         """The cluster client, built on first use; None (counted) when the cluster is out of reach."""

@@ -37,6 +37,8 @@ STALE = "STALE"
 LAST_GOOD_PREFIX = "last-good:"
 
 Render = Callable[[], tuple[bytes, str]]
+# _newer_in_shared's "nothing read yet": None is what Redis answers for a missing key.
+_UNREAD = object()
 
 
 class NotFoundRender(Exception):
@@ -292,7 +294,9 @@ class RenderCache:
         shared = self.shared
         token: str | None = None
         if shared is not None:
-            attempt = shared.acquire_lock(key, self.lock_ttl_ms)
+            # The key is read in the same round trip: another worker may have stored it between our
+            # GET and our lock.
+            attempt = shared.acquire_lock(key, self.lock_ttl_ms, read=key)
             token = attempt.token
             if token is None and attempt.held_elsewhere:
                 if early:
@@ -308,8 +312,7 @@ class RenderCache:
                 # Nothing stale and the other worker is still at it: render here, without the lock.
             elif token is not None:
                 try:
-                    # Another worker may have stored it between our GET and our lock.
-                    result = self._newer_in_shared(key, tags, seen)
+                    result = self._newer_in_shared(key, tags, seen, attempt.value)
                 except BaseException:
                     shared.release_lock(key, token)
                     raise
@@ -317,12 +320,7 @@ class RenderCache:
                     shared.release_lock(key, token)
                     return result
             # Otherwise Redis could not be asked: render anyway; the flight keeps it to one per process.
-        try:
-            return self._render_and_store(key, render, tags, last_good_key, seen, seen_tier, early)
-        finally:
-            if token is not None:
-                # Released only after the value is in Redis, so waiters find it.
-                shared.release_lock(key, token)
+        return self._render_and_store(key, render, tags, last_good_key, seen, seen_tier, early, token)
 
     def _wait_elsewhere(
         self, key: str, tags: Iterable[str], seen: CachedRender | None
@@ -340,12 +338,12 @@ class RenderCache:
             result = self._newer_in_shared(key, tags, seen)
             if result is not None:
                 return result, None
-            attempt = shared.acquire_lock(key, self.lock_ttl_ms)
+            attempt = shared.acquire_lock(key, self.lock_ttl_ms, read=key)
             if attempt.token is not None:
                 # The other worker gave up (its render failed, or its lock ran out): our turn, unless
                 # it stored the value between the GET and the lock.
                 try:
-                    result = self._newer_in_shared(key, tags, seen)
+                    result = self._newer_in_shared(key, tags, seen, attempt.value)
                 except BaseException:
                     shared.release_lock(key, attempt.token)
                     raise
@@ -357,10 +355,13 @@ class RenderCache:
                 return None, None
 
     def _newer_in_shared(
-        self, key: str, tags: Iterable[str], seen: CachedRender | None
+        self, key: str, tags: Iterable[str], seen: CachedRender | None, value: Any = _UNREAD
     ) -> CacheResult | None:
-        """A current value in Redis that is newer than ``seen``; raises for a remembered not-found."""
-        found = decode_entry(self.shared.get(key))
+        """A current value in Redis that is newer than ``seen``; raises for a remembered not-found.
+
+        ``value``: what Redis holds under ``key``, when already read (with the lock); else a GET.
+        """
+        found = decode_entry(self.shared.get(key) if value is _UNREAD else value)
         now = self._clock()
         if found.__class__ is CachedRender:
             if found.soft_expiry > now and (seen is None or found.created > seen.created):
@@ -384,34 +385,47 @@ class RenderCache:
         seen: CachedRender | None,
         seen_tier: str,
         early: bool,
+        token: str | None = None,
     ) -> CacheResult:
-        started = time.perf_counter()
+        """Render, compress and store; ``token``: this key's Redis lock, held, given back here."""
         try:
-            body, content_type = render()
-            render_ms = (time.perf_counter() - started) * 1000
-            entry = CachedRender.build(body, content_type, render_ms, self.render_ttl_s, now=self._clock())
-        except NotFoundRender as exc:
-            self._emit("not_found")
-            self._remember_not_found(key, tags, exc)
-            raise
-        except Exception:
-            self._emit("render_error")
-            if early and seen is not None:
-                # A failed early refresh costs nothing: the copy we have is still current.
-                self._emit("cache", tier=seen_tier, result="hit")
-                return CacheResult(seen, HIT, seen_tier)
-            stale = seen
-            if stale is None and last_good_key is not None:
-                stale = self.get_stale(last_good_key)
-            if stale is None:
+            started = time.perf_counter()
+            try:
+                body, content_type = render()
+                render_ms = (time.perf_counter() - started) * 1000
+                entry = CachedRender.build(body, content_type, render_ms, self.render_ttl_s,
+                                           now=self._clock())
+            except NotFoundRender as exc:
+                self._emit("not_found")
+                self._remember_not_found(key, tags, exc)
                 raise
-            self._emit("stale")
-            return CacheResult(stale, STALE, "stale")
-        self._emit("render")
-        self._store(key, entry, tags, last_good_key)
-        return CacheResult(entry, MISS, "render")
+            except Exception:
+                self._emit("render_error")
+                if early and seen is not None:
+                    # A failed early refresh costs nothing: the copy we have is still current.
+                    self._emit("cache", tier=seen_tier, result="hit")
+                    return CacheResult(seen, HIT, seen_tier)
+                stale = seen
+                if stale is None and last_good_key is not None:
+                    stale = self.get_stale(last_good_key)
+                if stale is None:
+                    raise
+                self._emit("stale")
+                return CacheResult(stale, STALE, "stale")
+            self._emit("render")
+            # The lock goes with the writes, in the same round trip and after them, so a waiter that
+            # sees it gone finds the value.
+            self._store(key, entry, tags, last_good_key, token)
+            token = None
+            return CacheResult(entry, MISS, "render")
+        finally:
+            if token is not None:
+                self.shared.release_lock(key, token)
 
-    def _store(self, key: str, entry: CachedRender, tags: Iterable[str], last_good_key: str | None) -> None:
+    def _store(
+        self, key: str, entry: CachedRender, tags: Iterable[str], last_good_key: str | None,
+        token: str | None = None,
+    ) -> None:
         keep_last_good = last_good_key is not None and self.stale_ttl_s > 0
         if self.local is not None:
             self.local.set(key, entry, self.local_ttl_s, tags)
@@ -422,7 +436,7 @@ class RenderCache:
             writes = [(key, entry.encode(), self.render_ttl_s + self.stale_ttl_s)]
             if keep_last_good:
                 writes.append((LAST_GOOD_PREFIX + last_good_key, key.encode("utf-8"), self.stale_ttl_s))
-            self.shared.set_many(writes)
+            self.shared.set_many(writes, unlock=None if token is None else (key, token))
 
     def _remember_not_found(self, key: str, tags: Iterable[str], exc: NotFoundRender) -> None:
         if self.negative_ttl_s <= 0:

@@ -79,6 +79,29 @@ def test_only_the_owner_releases_a_lock(make_redis_cache: MakeCache) -> None:
     assert cache.acquire_lock("render", 5000).acquired
 
 
+def test_a_lock_attempt_reads_a_key_in_the_same_round_trip(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    cache.set("render", b"stored meanwhile", 10)
+    mine = cache.acquire_lock("render", 5000, read="render")
+    assert mine.acquired and mine.value == b"stored meanwhile"
+    theirs = cache.acquire_lock("render", 5000, read="absent")
+    assert theirs.held_elsewhere and theirs.value is None
+    assert cache.acquire_lock("other", 5000).value is None  # nothing asked, nothing read
+
+
+def test_set_many_releases_a_lock_after_its_writes_for_its_owner_only(make_redis_cache: MakeCache) -> None:
+    cache = make_redis_cache()
+    mine = cache.acquire_lock("render", 5000)
+    assert cache.set_many([("render", b"1", 10)], unlock=("render", "not-the-token"))
+    assert cache.get("render") == b"1" and cache.acquire_lock("render", 5000).held_elsewhere
+    assert cache.set_many([("render", b"2", 10), ("pointer", b"render", 10)], unlock=("render", mine.token))
+    assert (cache.get("render"), cache.get("pointer")) == (b"2", b"render")
+    again = cache.acquire_lock("render", 5000)
+    assert again.acquired
+    assert cache.set_many([("skipped", b"3", 0)], unlock=("render", again.token))  # a release alone
+    assert cache.acquire_lock("render", 5000).acquired and cache.get("skipped") is None
+
+
 def test_a_lock_expires_after_its_ttl_and_the_old_owner_cannot_release_the_new_one(
     make_redis_cache: MakeCache,
 ) -> None:

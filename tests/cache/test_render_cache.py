@@ -390,10 +390,10 @@ class TestAcrossWorkers:
         theirs = CachedRender.build(b"from the other worker", "text/html", 1, 60, now=clock())
 
         class RacingRedisCache(RedisCache):
-            def acquire_lock(self, name: str, ttl_ms: int) -> LockAttempt:
+            def acquire_lock(self, name: str, ttl_ms: int, **options: Any) -> LockAttempt:
                 # The other worker stores its render and releases its lock just before we ask.
                 self.set(name, theirs.encode(), 60)
-                return super().acquire_lock(name, ttl_ms)
+                return super().acquire_lock(name, ttl_ms, **options)
 
         shared = RacingRedisCache(redis_url, key_prefix=key_prefix, timeout_ms=2000, connect_timeout_ms=2000)
         render = Renderer()
@@ -402,6 +402,37 @@ class TestAcrossWorkers:
         finally:
             shared.close()
         assert (result.status, result.tier, result.entry, render.calls) == ("HIT", "redis", theirs, 0)
+
+    def test_a_miss_costs_three_round_trips_and_gives_its_lock_back(
+        self, redis_url: str, key_prefix: str, clock: Clock
+    ) -> None:
+        trips: list[str] = []
+
+        class CountingRedisCache(RedisCache):
+            def _call(self, op: str, fn: Callable[[Any], Any], default: Any) -> Any:
+                trips.append(op)
+                return super()._call(op, fn, default)
+
+        shared = CountingRedisCache(redis_url, key_prefix=key_prefix, timeout_ms=2000,
+                                    connect_timeout_ms=2000)
+        try:
+            result = self.make(shared, clock).get_or_render("k", Renderer(), last_good_key="last")
+            # The lookup; the lock with a second look at the key; the value, the last-good pointer
+            # and the lock's release.
+            assert (result.status, trips) == ("MISS", ["get", "lock", "set"])
+            assert shared.acquire_lock("k", 1000).acquired
+            assert CachedRender.decode(shared.get("k")) == result.entry
+            assert shared.get("last-good:last") == b"k"
+        finally:
+            shared.close()
+
+    def test_a_failed_render_gives_its_lock_back(self, shared: RedisCache, clock: Clock) -> None:
+        cache = self.make(shared, clock)
+        with pytest.raises(RuntimeError):
+            cache.get_or_render("k", Renderer(error=RuntimeError("template bug")))
+        with pytest.raises(NotFoundRender):
+            cache.get_or_render("gone", raise_not_found)
+        assert shared.acquire_lock("k", 1000).acquired and shared.acquire_lock("gone", 1000).acquired
 
     def test_renders_alone_after_lock_wait_when_nothing_is_stale(
         self, shared: RedisCache, clock: Clock

@@ -84,6 +84,20 @@ def test_locks_on_every_master_have_one_owner_and_only_it_releases(
         assert second.acquire_lock(name, 5000).acquired
 
 
+def test_a_lock_reads_its_key_and_set_many_gives_it_back_on_every_master(
+    cluster: PrivateCluster, make_cluster_cache: MakeCache
+) -> None:
+    first, second = make_cluster_cache(), make_cluster_cache()
+    for name in one_key_per_master(cluster, "{shop-{n}:bundle:-}:html:en:v1:r").values():
+        mine = first.acquire_lock(name, 5000, read=name)
+        assert mine.acquired and mine.value is None
+        assert first.set_many([(name, b"rendered", 10)], unlock=(name, mine.token))
+        theirs = second.acquire_lock(name, 5000, read=name)
+        assert theirs.acquired and theirs.value == b"rendered"
+        assert first.acquire_lock(name, 5000, read=name) == (None, True, b"rendered")
+        assert second.release_lock(name, theirs.token) is True
+
+
 def test_set_many_writes_across_masters_each_with_its_ttl(
     cluster: PrivateCluster, make_cluster_cache: MakeCache, raw_cluster: RedisCluster, key_prefix: str
 ) -> None:
