@@ -548,6 +548,23 @@ def test_get_widget_inputs_reads_the_shop_the_product_and_the_published_version(
     assert (unpublished.product, unpublished.published) == (product, None)
 
 
+def test_get_widget_inputs_and_versions_carry_every_value_exactly(store: SQLStore) -> None:
+    # MySQL sends their scalar columns packed in JSON: quotes, backslashes, emoji and 64-bit ids
+    # must come back as the one-table reads give them.
+    shop = "sakagura.myshopify.com"
+    store.put_shop(shop, {**JAPANESE_SHOP_FIELDS, "name": 'Sake "蔵" \\ 🍶\n\t'})
+    biggest = (1 << 63) - 1
+    store.put_product(shop, biggest, {"id": biggest, "title": 'Junmai "純米" \\ 🍶', "n": [1.5, None]})
+    store.put_draft(shop, "subscription", settings(translations={"ja": {"onetime": "1回 \"だけ\""}}))
+    store.publish(shop, "subscription")
+    inputs = store.get_widget_inputs(shop, "subscription", biggest)
+    assert inputs.shop == store.get_shop(shop)
+    assert inputs.product == store.get_product(shop, biggest)
+    assert inputs.published == store.get_widget(shop, "subscription").published
+    assert store.get_widget_versions(shop, "subscription", biggest) == (inputs.shop, 1, 1)
+    assert store.get_widget_inputs(shop, "loyalty", None) == (inputs.shop, None, None)
+
+
 def test_get_widget_inputs_of_what_does_not_exist(store: SQLStore, shop: str) -> None:
     store.put_shop(OTHER_SHOP, SHOP_FIELDS)
     store.put_product(OTHER_SHOP, 5, {"id": 5})
