@@ -193,7 +193,7 @@ def build_services(settings: Settings) -> Services:
         cache=cache,
         lookup=lookup,
         renders=renders,
-        hot_targets=HotTargets(cache, freshness),
+        hot_targets=HotTargets(cache, freshness, max_bytes=settings.hot_targets_bytes),
         warmer=CacheWarmer(store, lookup, renders, concurrency=settings.warm_concurrency,
                            max_renders=settings.warm_max_renders),
         # Development may run without a secret; its preview links are then signed with a fixed

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,28 +41,48 @@ _MAX_ACCEPT_FORMS = 512
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LogShape:
+    """What the access lines of one shop, widget and path share, made once for all their URLs."""
+
+    fields: tuple[tuple[str, Any], ...]
+    # The line's path as a JSON string, and its fields after total_ms, per answering tier.
+    path_json: str
+    tails: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class HotTarget:
     key: str
     expires: float
     # Headers every answer for this URL carries (Cache-Control, tags, Vary), as WSGI pairs.
     headers: tuple[tuple[str, str], ...]
-    tags: tuple[str, ...]
-    log_fields: tuple[tuple[str, Any], ...]
-    # The access line's path as a JSON string, and its fields after total_ms per tier, made once.
-    path_json: str
-    log_tails: dict[str, str]
+    log: LogShape
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The surrogate keys (for tagging a copy kept in process), from the header that names them."""
+        for name, value in self.headers:
+            if name == "Surrogate-Key":
+                return tuple(value.split())
+        return ()
+
+
+# What a note costs besides its own strings: the HotTarget, its headers' tuples, its slot in the
+# table (tracemalloc on CPython 3.11: about 560 bytes; tests/web/test_hot_path.py checks the total).
+_TARGET_OVERHEAD = 600
 
 
 class HotTargets:
-    """Raw request target -> what answered it last, bounded in count and in time (LocalFreshness)."""
+    """Raw request target -> what answered it last, bounded in bytes and in time (LocalFreshness)."""
 
-    def __init__(self, cache: RenderCache, freshness: LocalFreshness, max_targets: int = 20_000) -> None:
+    def __init__(self, cache: RenderCache, freshness: LocalFreshness, max_bytes: int = 8 << 20) -> None:
         self.cache = cache
         self.local = cache.local
         self.freshness = freshness
-        self.max_targets = max_targets
+        self.max_bytes = max_bytes
         self._targets: dict[str, HotTarget] = {}
-        self._tails: dict[tuple[tuple[str, Any], ...], dict[str, str]] = {}
+        self._bytes = 0
+        self._shapes: dict[tuple[str, tuple[tuple[str, Any], ...]], LogShape] = {}
         self._lock = threading.Lock()
 
     @property
@@ -69,29 +90,51 @@ class HotTargets:
         tiers = self.cache.local is not None or self.cache.shared is not None
         return tiers and self.freshness.short_ttl_s > 0
 
-    def remember(self, raw_target: str, key: str, headers: dict[str, str], tags: tuple[str, ...],
-                 path: str, fields: dict[str, Any], generation: int) -> HotTarget | None:
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def remember(self, raw_target: str, key: str, headers: dict[str, str], path: str,
+                 fields: dict[str, Any], generation: int) -> HotTarget | None:
         """Note what answers ``raw_target``; ``generation``: LocalFreshness's when its key was read."""
         if not self.enabled:
             return None
-        log_fields = tuple(fields.items())
-        tails = self._tails.get(log_fields)
-        if tails is None:
-            # The same few per shop and widget: made once, not once per URL.
-            tail = json_fields(fields)
-            tails = {tier: tail + json_fields({"cache": "HIT", "tier": tier, "render_ms": None})
-                     for tier in ("local", "redis")}
-            if len(self._tails) >= self.max_targets:
-                self._tails.clear()
-            self._tails[log_fields] = tails
-        target = HotTarget(
-            key, time.monotonic() + self.freshness.ttl_s(generation), tuple(headers.items()), tags,
-            log_fields, json_fields({"path": path})[len(',"path":'):], tails)
+        shape = self._shape(path, fields)
+        pairs = tuple(headers.items())
+        target = HotTarget(key, time.monotonic() + self.freshness.ttl_s(generation), pairs, shape)
+        size = self._size_of(raw_target, target)
         with self._lock:
-            if len(self._targets) >= self.max_targets:
-                self._targets.clear()  # cheap to rebuild: the next request per URL goes through Flask
+            old = self._targets.pop(raw_target, None)
+            if old is not None:
+                self._bytes -= self._size_of(raw_target, old)
+            if self._bytes + size > self.max_bytes:
+                # Cheap to rebuild, one lookup per URL, and a full clear costs no bookkeeping per hit.
+                self._targets.clear()
+                self._bytes = 0
             self._targets[raw_target] = target
+            self._bytes += size
         return target
+
+    @staticmethod
+    def _size_of(raw_target: str, target: HotTarget) -> int:
+        # Strings shared by every note (Cache-Control, Vary, the names) are not counted.
+        return (_TARGET_OVERHEAD + sys.getsizeof(raw_target) + sys.getsizeof(target.key)
+                + sum(sys.getsizeof(value) for name, value in target.headers
+                      if name in ("Surrogate-Key", "Cache-Tag")))
+
+    def _shape(self, path: str, fields: dict[str, Any]) -> LogShape:
+        items = tuple(fields.items())
+        shape = self._shapes.get((path, items))
+        if shape is None:
+            tail = json_fields(fields)
+            shape = LogShape(items, json_fields({"path": path})[len(',"path":'):],
+                             {tier: tail + json_fields({"cache": "HIT", "tier": tier, "render_ms": None})
+                              for tier in ("local", "redis")})
+            with self._lock:
+                if len(self._shapes) >= 4096:  # a few per shop and widget; bounded all the same
+                    self._shapes.clear()
+                self._shapes[(path, items)] = shape
+        return shape
 
     def get(self, raw_target: str) -> HotTarget | None:
         target = self._targets.get(raw_target)
@@ -102,6 +145,7 @@ class HotTargets:
     def clear(self) -> None:
         with self._lock:
             self._targets.clear()
+            self._bytes = 0
 
 
 class HotPath:
@@ -159,13 +203,13 @@ class HotPath:
         metrics.HOT_PATH.hit(tier == "local", elapsed)
         handler = direct_access_handler()
         if handler is not None:
-            handler.write_line(access_line(time.time(), request_id, method, target.path_json, status,
-                                           round(elapsed * 1000, 3), target.log_tails[tier]))
+            handler.write_line(access_line(time.time(), request_id, method, target.log.path_json, status,
+                                           round(elapsed * 1000, 3), target.log.tails[tier]))
         elif access_log.isEnabledFor(logging.INFO):
             fields = {"request_id": request_id, "pid": os.getpid(), "method": method,
                       "path": environ.get("PATH_INFO", ""),
                       "status": status, "total_ms": round(elapsed * 1000, 3),
-                      **dict(target.log_fields), "cache": "HIT", "tier": tier, "render_ms": None}
+                      **dict(target.log.fields), "cache": "HIT", "tier": tier, "render_ms": None}
             access_log.info("request", extra={"fields": fields})
         return [] if method == "HEAD" else [body]
 

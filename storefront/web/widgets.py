@@ -40,8 +40,7 @@ def widget(shop: str, filename: str) -> Response:
     if key is not None and result.status != "STALE" and raw_target is not None:
         # The next request for this exact URL is answered before Flask (storefront/web/hot_path.py).
         services.hot_targets.remember(raw_target, key, services.renders.headers_for(widget_request),
-                                      services.renders.tags(widget_request), request.path, log_fields,
-                                      generation)
+                                      request.path, log_fields, generation)
     return widget_response(services, widget_request, result)
 
 
@@ -71,8 +70,7 @@ def resolve_hot_target(services: Services, environ: dict[str, Any], raw_target: 
         services.close_request()
     fields = {"shop": req.shop, "kind": req.kind, "format": req.fmt}
     return services.hot_targets.remember(raw_target, services.renders.key_for(req, inputs),
-                                         services.renders.headers_for(req), services.renders.tags(req), path,
-                                         fields, generation)
+                                         services.renders.headers_for(req), path, fields, generation)
 
 
 def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, str | None]:

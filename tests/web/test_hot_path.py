@@ -93,3 +93,47 @@ def test_hot_path_metrics_reach_prometheus_as_observe_would(seeded_app) -> None:
     line = next(line for line in text.splitlines()
                 if line.startswith('storefront_cache_requests_total{result="hit",tier="local"}'))
     assert float(line.split()[-1]) == hits_before + 5
+
+
+def test_hot_urls_are_bounded_by_counted_bytes_that_match_memory() -> None:
+    import gc
+    import tracemalloc
+
+    from storefront.freshness import LocalFreshness
+    from storefront.web.hot_path import HotTargets
+
+    class Tiers:
+        local = object()
+        shared = None
+
+    def remember(targets: HotTargets, number: int) -> None:
+        product = 8000000000001 + number
+        tags = (f"shop:{SHOP}", f"widget:{SHOP}:subscription", f"product:{SHOP}:{product}")
+        headers = {"Cache-Control": "public, max-age=60", "Surrogate-Key": " ".join(tags),
+                   "Cache-Tag": ",".join(tags), "Vary": "Accept-Encoding"}
+        targets.remember(f"/v1/shops/{SHOP}/widgets/subscription.js?product={product}",
+                         f"{{{SHOP}:subscription:{product}}}:js:en:s1.w1.p1:0123456789ab", headers,
+                         f"/v1/shops/{SHOP}/widgets/subscription.js",
+                         {"shop": SHOP, "kind": "subscription", "format": "js"}, 0)
+
+    unbounded = HotTargets(Tiers(), LocalFreshness(5, 300), max_bytes=1 << 40)  # type: ignore[arg-type]
+    remember(unbounded, 0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        counted_before = unbounded.nbytes
+        for number in range(1, 2001):
+            remember(unbounded, number)
+        gc.collect()
+        real = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    counted = unbounded.nbytes - counted_before
+    assert 0.7 * counted <= real <= 1.1 * counted, (real, counted)
+
+    bounded = HotTargets(Tiers(), LocalFreshness(5, 300), max_bytes=200_000)  # type: ignore[arg-type]
+    for number in range(3000):
+        remember(bounded, number)
+        assert bounded.nbytes <= 200_000
+    assert bounded.get(f"/v1/shops/{SHOP}/widgets/subscription.js?product={8000000000001 + 2999}") is not None
