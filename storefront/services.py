@@ -184,7 +184,8 @@ def build_services(settings: Settings) -> Services:
                          replica_url=settings.database_replica_url, replica_pin_s=settings.replica_pin_s)
     cache = create_render_cache(settings, settings.redis_key_prefix, on_event=metrics.on_cache_event)
     freshness = LocalFreshness(settings.local_cache_ttl_s, settings.local_cache_max_age_s)
-    lookup = WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s, freshness=freshness)
+    lookup = WidgetLookup(store, settings.local_cache_ttl_s, settings.negative_ttl_s, freshness=freshness,
+                          max_bytes=settings.lookup_cache_bytes)
     renders = WidgetRenders(cache, settings, lookup)
     return Services(
         freshness=freshness,

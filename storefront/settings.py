@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEGATIVE_TTL_S", _int_between(0, 3600), "60", "How long unknown shops/products are remembered (and `max-age` of the 404)."),
     Setting("RENDER_TTL_S", _int_between(1, 31536000), "3600", "Soft expiry of a cached render; after it the render is refreshed."),
     Setting("STALE_TTL_S", _int_between(0, 31536000), "604800", "How long a render is kept past its soft expiry to serve when the database is down."),
-    Setting("LOCAL_CACHE_BYTES", _int_between(0, 1 << 34), "67108864", "Byte budget of each worker's in-process cache tier (0 disables it)."),
+    Setting("LOCAL_CACHE_BYTES", _int_between(0, 1 << 34), "67108864", "Byte budget of everything a worker keeps per key: an eighth for lookups, an eighth for hot URLs, the rest for the in-process render tier (0 disables that tier; lookups and hot URLs then keep the default's eighths)."),
     Setting("LOCAL_CACHE_TTL_S", _int_between(0, 3600), "5", "TTL of the in-process tier, and of a worker's lookups and hot URLs while it cannot hear invalidations (Redis unreachable or not configured): the bound on staleness then."),
     Setting("LOCAL_CACHE_MAX_AGE_S", _int_between(0, 86400), "300", "How long a worker keeps lookups and hot URLs while it is subscribed to invalidations (changes then reach it at once). At least `LOCAL_CACHE_TTL_S`."),
     Setting("WARM_MAX_RENDERS", _int_between(0, 100000), "200", "After a publish or rollback, how many of the widget's renders are made again in the background (0: no warming)."),

@@ -55,7 +55,8 @@ def create_render_cache(
     With ``settings.redis_cluster`` the URL is a seed node of a Redis Cluster. Nothing connects here;
     the first request does (after gunicorn forks, as it should).
     """
-    local = LocalCache(settings.local_cache_bytes) if settings.local_cache_bytes > 0 else None
+    # The render tier gets what lookups and hot URLs leave of the worker's budget (Settings).
+    local = LocalCache(settings.render_tier_bytes) if settings.render_tier_bytes > 0 else None
     shared = None
     if settings.redis_url:
         shared_class = RedisClusterCache if settings.redis_cluster else RedisCache

@@ -878,6 +878,10 @@ class SQLiteStore(SQLStore):
             # Durable at every checkpoint and safe from corruption; commits skip an fsync.
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
+            # Each thread keeps its connection, and each connection its page cache (2 MiB by
+            # default): a worker's threads would hold several MiB outside the in-process budget.
+            # The operating system caches the file anyway; lookups touch a handful of pages.
+            connection.execute("PRAGMA cache_size = -512")
         except BaseException:
             connection.close()
             raise
