@@ -224,7 +224,11 @@ class Bench:
         self.redis = RedisServer(cpus=self.cpus.client, log_dir=self.logs)
         self.servers.append(self.redis)
         self.redis_url = self.redis.url
-        self.results["meta"]["redis_where"] = f"private redis-server on CPU {cpu_list(self.cpus.client)}"
+        self.results["meta"]["redis_where"] = f"private redis-server on CPU {cpu_list(self.cpus.client)}" + (
+            ", ahead of wrk (nice -15)" if self.redis.prioritised else "")
+        if not self.redis.prioritised:
+            self.warn("could not raise redis-server's priority (not root?): it shares its CPU with wrk "
+                      "at equal priority, and its replies may come late enough to time out")
 
     def flask_cli(self, env: dict[str, str], *command: str) -> None:
         subprocess.run([str(BIN / "flask"), "--app", "storefront", *command], cwd=ROOT, env=env, check=True,

@@ -149,10 +149,25 @@ class RedisServer(Server):
         super().__init__([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no"], cpus=cpus, log_dir=log_dir)
         wait_for_port(self.port, 15)
+        self.prioritised = _prioritise(self.pid)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+def _prioritise(pid: int) -> bool:
+    """Let Redis preempt the load generator it shares a CPU with; True if that was allowed.
+
+    Redis stands in for a host of its own. Sharing CPU 1 with wrk at full tilt at equal priority,
+    it would answer a GET only when wrk's time slice ends, tens of milliseconds later: past
+    the origin's Redis timeouts, which then open the breaker for reasons no deployment has.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, -15)
+    except OSError:
+        return False
+    return True
 
 
 class Gunicorn(Server):
