@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEGATIVE_TTL_S", _int_between(0, 3600), "60", "How long unknown shops/products are remembered (and `max-age` of the 404)."),
     Setting("RENDER_TTL_S", _int_between(1, 31536000), "3600", "Soft expiry of a cached render; after it the render is refreshed."),
     Setting("STALE_TTL_S", _int_between(0, 31536000), "604800", "How long a render is kept past its soft expiry to serve when the database is down."),
-    Setting("LOCAL_CACHE_BYTES", _int_between(0, 1 << 34), "67108864", "Byte budget of everything a worker keeps per key: an eighth for lookups, an eighth for hot URLs, the rest for the in-process render tier (0 disables that tier; lookups and hot URLs then keep the default's eighths)."),
+    Setting("LOCAL_CACHE_BYTES", _int_between(0, 1 << 34), "67108864", "Byte budget of everything a worker keeps per key: an eighth for lookups, an eighth for hot URLs, an eighth of headroom for allocator slack, the rest for the in-process render tier (0 disables that tier; lookups and hot URLs then keep the default's eighths)."),
     Setting("LOCAL_CACHE_TTL_S", _int_between(0, 3600), "5", "TTL of the in-process tier, and of a worker's lookups and hot URLs while it cannot hear invalidations (Redis unreachable or not configured): the bound on staleness then."),
     Setting("LOCAL_CACHE_MAX_AGE_S", _int_between(0, 86400), "300", "How long a worker keeps lookups and hot URLs while it is subscribed to invalidations (changes then reach it at once). At least `LOCAL_CACHE_TTL_S`."),
     Setting("WARM_MAX_RENDERS", _int_between(0, 100000), "200", "After a publish or rollback, how many of the widget's renders are made again in the background (0: no warming)."),
@@ -228,9 +228,11 @@ class Settings:
         return self.env == "development"
 
     # LOCAL_CACHE_BYTES bounds everything a worker keeps per key, shared out so that together they
-    # stay within it: an eighth for lookups (WidgetLookup), an eighth for hot URLs (HotTargets) and
-    # the rest for rendered widgets (the in-process tier). With the tier off (0), lookups and hot
-    # URLs keep the default budget's shares: without them every request reads the database.
+    # stay within it: an eighth for lookups (WidgetLookup), an eighth for hot URLs (HotTargets), an
+    # eighth left as headroom for what no cache counts (freed objects the allocator keeps in its
+    # arenas, SQLite's page cache, the interpreter's own growth; measured by `make bench`) and the
+    # rest for rendered widgets (the in-process tier). With the tier off (0), lookups and hot URLs
+    # keep the default budget's shares: without them every request reads the database.
 
     @property
     def lookup_cache_bytes(self) -> int:
@@ -244,10 +246,12 @@ class Settings:
 
     @property
     def render_tier_bytes(self) -> int:
-        """The in-process render tier's byte budget: what lookups and hot URLs leave (0: no tier)."""
+        """The in-process render tier's byte budget: what lookups, hot URLs and the headroom leave
+        (0: no tier)."""
         if not self.local_cache_bytes:
             return 0
-        return self.local_cache_bytes - self.lookup_cache_bytes - self.hot_targets_bytes
+        headroom = self.local_cache_bytes // IN_PROCESS_SHARE
+        return self.local_cache_bytes - self.lookup_cache_bytes - self.hot_targets_bytes - headroom
 
 
 def load_settings(

@@ -10,11 +10,8 @@ import struct
 import time
 import zlib
 
-import brotli
-
-# Brotli 11 makes a widget script ~7% smaller than 6 but costs ~20 ms instead of ~0.5 ms, on the
-# miss that a shopper (or the CDN on their behalf) is waiting for. Measured in docs/benchmarks.md.
-BROTLI_QUALITY = 6
+# The size report's own brotli (quality and window chosen there), so it counts the bytes sent here.
+from storefront.render.assets import brotli_compress
 
 # Layout (big-endian, no padding):
 #   magic 4s | version B | kind B | created d | soft_expiry d | render_ms d
@@ -66,7 +63,7 @@ class CachedRender:
             identity=body,
             # mtime=0: the same body always gives the same bytes, whichever worker compressed it.
             gzip=gzip.compress(body, compresslevel=9, mtime=0),
-            br=brotli.compress(body, mode=brotli.MODE_TEXT, quality=BROTLI_QUALITY),
+            br=brotli_compress(body),
         )
 
     @property

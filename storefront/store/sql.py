@@ -880,8 +880,9 @@ class SQLiteStore(SQLStore):
             connection.execute("PRAGMA foreign_keys = ON")
             # Each thread keeps its connection, and each connection its page cache (2 MiB by
             # default): a worker's threads would hold several MiB outside the in-process budget.
-            # The operating system caches the file anyway; lookups touch a handful of pages.
-            connection.execute("PRAGMA cache_size = -512")
+            # 256 KiB each is plenty: the operating system caches the file anyway, and a lookup
+            # touches a handful of pages.
+            connection.execute("PRAGMA cache_size = -256")
         except BaseException:
             connection.close()
             raise
