@@ -227,7 +227,8 @@ def notes(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
     compress = _get(results, "cold", "compress_ms")
     if compress is not None:
         size = _get(results, "meta", "hot_key", "body_bytes")
-        lines.append(f"a miss also compresses its render once, gzip -9 and brotli -11: the project's "
+        lines.append(f"a miss also compresses its render once, gzip -9 and brotli -6 (window sized to the "
+                     f"body): the project's "
                      f"`CachedRender.build` takes {compress:.1f} ms for the hot key's script (timed on the "
                      f"load generator's CPU; {size:,} B gzip); `Server-Timing` shows the render alone.")
     for section, label in (("hot", "hot key"), ("zipf", "Zipf as configured"),

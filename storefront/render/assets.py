@@ -158,7 +158,7 @@ def _sizes(body: bytes) -> dict[str, int]:
 
 
 def size_report() -> dict[str, Any]:
-    """Raw, gzip (9) and brotli (11) byte counts of every kind's .js and .css on the demo data.
+    """Raw, gzip (9) and brotli (6, as sent) byte counts of every kind's .js and .css on the demo data.
 
     ``{kind: {case: {"js": sizes, "css": sizes, "js+css": sizes}}}`` where a case is a product
     handle (subscription, bundle: every fixture product that does not render empty, in its demo
