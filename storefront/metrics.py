@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import os
 import threading
-import time
 from typing import Any
 
 from prometheus_client import (
@@ -16,6 +15,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+
+from storefront.per_process import ProcessLoop
 
 # Metrics live in prometheus_client's default registry: in multiprocess mode (gunicorn sets
 # PROMETHEUS_MULTIPROC_DIR before any worker starts) each worker writes its own files and /metrics
@@ -56,7 +57,7 @@ class HotPathMetrics:
         self._bounds = list(self._duration._upper_bounds)
         self._lock = threading.Lock()
         self._reset()
-        self._flusher_pid = 0
+        self._flusher = ProcessLoop(self.flush, self.FLUSH_S, "hot-path-metrics")
 
     def _reset(self) -> None:
         self._local = 0
@@ -72,8 +73,7 @@ class HotPathMetrics:
             self._local += local
             self._buckets[bucket] += 1
             self._seconds += seconds
-        if self._flusher_pid != _pid:
-            self._start_flusher()
+        self._flusher.ensure_running()
 
     def flush(self) -> None:
         with self._lock:
@@ -89,27 +89,7 @@ class HotPathMetrics:
                 if count:
                     self._duration._buckets[index].inc(count)
 
-    def _start_flusher(self) -> None:
-        with self._lock:
-            if self._flusher_pid == _pid:
-                return
-            self._flusher_pid = _pid
-        threading.Thread(target=self._flush_forever, name="hot-path-metrics", daemon=True).start()
 
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(self.FLUSH_S)
-            self.flush()
-
-
-def _note_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-_pid = os.getpid()
-# A forked worker starts its own flusher: threads do not survive fork.
-os.register_at_fork(after_in_child=_note_pid)
 HOT_PATH = HotPathMetrics()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from werkzeug.datastructures import Accept
 from werkzeug.http import parse_accept_header
 
-from storefront import metrics
+from storefront import metrics, per_process
 from storefront.cache import CachedRender, RenderCache
 from storefront.freshness import LocalFreshness
 from storefront.web.request_log import (
@@ -206,7 +205,7 @@ class HotPath:
             handler.write_line(access_line(time.time(), request_id, method, target.log.path_json, status,
                                            round(elapsed * 1000, 3), target.log.tails[tier]))
         elif access_log.isEnabledFor(logging.INFO):
-            fields = {"request_id": request_id, "pid": os.getpid(), "method": method,
+            fields = {"request_id": request_id, "pid": per_process.pid, "method": method,
                       "path": environ.get("PATH_INFO", ""),
                       "status": status, "total_ms": round(elapsed * 1000, 3),
                       **dict(target.log.fields), "cache": "HIT", "tier": tier, "render_ms": None}

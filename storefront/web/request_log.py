@@ -8,13 +8,13 @@ import logging
 import os
 import re
 import secrets
-import threading
 import time
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
-from storefront import metrics
+from storefront import metrics, per_process
+from storefront.per_process import ProcessLoop
 
 log = logging.getLogger("storefront.access")
 
@@ -67,7 +67,7 @@ def register_request_log(app: Flask) -> None:
         if log.isEnabledFor(logging.INFO):
             line: dict[str, Any] = {
                 "request_id": g.request_id,
-                "pid": os.getpid(),
+                "pid": per_process.pid,
                 "method": request.method,
                 # The path only: query strings may carry signatures and preview tokens.
                 "path": request.path,
@@ -130,7 +130,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(JsonFormatter())
         self._pending: list[str] = []
         self._pending_chars = 0
-        self._flusher_pid = 0
+        self._flusher = ProcessLoop(self.flush, self.FLUSH_S, "log-flush")
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -148,8 +148,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if urgent or self._pending_chars >= self.MAX_PENDING:
                 self._write_pending()
                 return
-        if self._flusher_pid != _pid:
-            self._start_flusher()
+        self._flusher.ensure_running()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -168,18 +167,6 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stream.flush()
         except Exception:
             pass
-
-    def _start_flusher(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            if self._flusher_pid == _pid:
-                return
-            self._flusher_pid = _pid
-        threading.Thread(target=self._flush_forever, name="log-flush", daemon=True).start()
-
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(self.FLUSH_S)
-            self.flush()
 
 
 _root = logging.getLogger()
@@ -215,14 +202,5 @@ def access_line(created: float, request_id: str, method: str, path_json: str, st
     is already a JSON string.
     """
     return (f'{{"time":"{log_time(created)}","level":"info","logger":"storefront.access",'
-            f'"message":"request","request_id":"{request_id}","pid":{_pid},"method":"{method}",'
+            f'"message":"request","request_id":"{request_id}","pid":{per_process.pid},"method":"{method}",'
             f'"path":{path_json},"status":{status},"total_ms":{total_ms}{tail}}}')
-
-
-def _note_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-_pid = os.getpid()
-os.register_at_fork(after_in_child=_note_pid)
