@@ -210,7 +210,8 @@ class HotPath:
                       "status": status, "total_ms": round(elapsed * 1000, 3),
                       **dict(target.log.fields), "cache": "HIT", "tier": tier, "render_ms": None}
             access_log.info("request", extra={"fields": fields})
-        return [] if method == "HEAD" else [body]
+        # No body, no item: gunicorn would send an empty item with a system call of its own.
+        return [body] if body and method != "HEAD" else []
 
     def _encoding(self, accept_encoding: str) -> str:
         encoding = self._encodings.get(accept_encoding)
@@ -245,6 +246,8 @@ def raw_request_target(environ: dict[str, Any]) -> str | None:
 
 def _etag_matches(header: str, etag: str) -> bool:
     """If-None-Match uses the weak comparison: ``W/"x"`` matches ``"x"``; ``*`` matches anything."""
+    if header == etag:
+        return True  # what a CDN sends: the one ETag it holds
     for candidate in header.split(","):
         candidate = candidate.strip()
         if candidate == "*" or candidate == etag or (candidate.startswith("W/") and candidate[2:] == etag):

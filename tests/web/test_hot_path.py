@@ -137,3 +137,17 @@ def test_hot_urls_are_bounded_by_counted_bytes_that_match_memory() -> None:
         remember(bounded, number)
         assert bounded.nbytes <= 200_000
     assert bounded.get(f"/v1/shops/{SHOP}/widgets/subscription.js?product={8000000000001 + 2999}") is not None
+
+
+def test_a_hot_304_hands_the_server_no_body_item(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    from werkzeug.test import EnvironBuilder
+
+    client = seeded_app.test_client()
+    etag = client.get(JS).headers["ETag"]
+    environ = EnvironBuilder(path=JS.split("?")[0], query_string=JS.split("?")[1],
+                             headers={"If-None-Match": etag}).get_environ()
+    environ["RAW_URI"] = JS
+    statuses: list[str] = []
+    body = seeded_app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    # An empty item would cost gunicorn a write of its own (a system call for nothing).
+    assert statuses == ["304 NOT MODIFIED"] and list(body) == []
