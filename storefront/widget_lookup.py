@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from storefront.freshness import LocalFreshness
-from storefront.store import Store
+from storefront.store import Shop, Store
 
 # The lookups' share of the default in-process budget (Settings.lookup_cache_bytes, an eighth of
 # STOREFRONT_LOCAL_CACHE_BYTES): an entry is about 320 bytes, so 8 MiB keeps some 26,000 products.
@@ -186,11 +186,7 @@ class WidgetLookup:
             return Missing("shop")
         if product_id is not None and product_version is None:
             return Missing("product")
-        versions = f"s{record.version}.w{published_version or 0}.p{product_version or 0}"
-        return RenderInputs(
-            shop=record.to_json(), default_locale=record.default_locale, locales=tuple(record.locales),
-            settings=None, settings_version=published_version, product=None, versions=versions,
-            complete=False)
+        return _inputs(record, published_version, product_version, None, None, complete=False)
 
     def _read(self, shop: str, kind: str, product_id: int | None) -> RenderInputs | Missing:
         # One read for all three: one round trip on SQL stores (ids past 64 bits match nothing).
@@ -199,13 +195,9 @@ class WidgetLookup:
             return Missing("shop")
         if product_id is not None and product is None:
             return Missing("product")
-        versions = (f"s{record.version}.w{published.version if published else 0}"
-                    f".p{product.version if product else 0}")
-        return RenderInputs(
-            shop=record.to_json(), default_locale=record.default_locale, locales=tuple(record.locales),
-            settings=published.settings if published else None,
-            settings_version=published.version if published else None,
-            product=product.document if product else None, versions=versions)
+        return _inputs(record, published.version if published else None, product.version if product else None,
+                       published.settings if published else None, product.document if product else None,
+                       complete=True)
 
     def invalidate_shop(self, shops: Iterable[str]) -> None:
         wanted = set(shops)
@@ -279,3 +271,14 @@ class WidgetLookup:
                 self._bytes -= shell.nbytes
                 if self._shells.get((shell.shop_name, shell.kind)) is shell:
                     del self._shells[(shell.shop_name, shell.kind)]
+
+
+def _inputs(record: Shop, published_version: int | None, product_version: int | None,
+            settings: dict[str, Any] | None, product: dict[str, Any] | None, *,
+            complete: bool) -> RenderInputs:
+    """RenderInputs from what a read found. The versions string is part of every cache key: one
+    place builds it, so a lookup's key and a render's key always agree."""
+    return RenderInputs(
+        shop=record.to_json(), default_locale=record.default_locale, locales=tuple(record.locales),
+        settings=settings, settings_version=published_version, product=product,
+        versions=f"s{record.version}.w{published_version or 0}.p{product_version or 0}", complete=complete)

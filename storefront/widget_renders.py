@@ -11,7 +11,7 @@ from storefront import metrics
 from storefront.cache import STALE, CacheResult, RenderCache
 from storefront.render import render_widget
 from storefront.settings import Settings
-from storefront.web.widget_request import WidgetRequest
+from storefront.web.widget_request import WidgetRequest, resolve_locale
 from storefront.widget_lookup import RenderInputs, WidgetLookup
 
 _ROOT = Path(__file__).resolve().parent
@@ -81,7 +81,7 @@ class WidgetRenders:
     def resolve_locale(req: WidgetRequest, inputs: RenderInputs) -> str:
         if req.fmt == "css":
             return inputs.default_locale  # the stylesheet is the same in every language
-        return req.locale if req.locale in inputs.locales else inputs.default_locale
+        return resolve_locale(req.locale, inputs.default_locale, inputs.locales)
 
     def key_for(self, req: WidgetRequest, inputs: RenderInputs) -> str:
         """The render's cache key: normalised request, versions of its inputs, code revision."""

@@ -147,9 +147,7 @@ class RenderCache:
             now = self._clock()
             if found.__class__ is CachedRender:
                 if not self._should_refresh(found, now):
-                    self._keep_local(key, found, tags)
-                    self._emit("cache", tier="redis", result="hit")
-                    return CacheResult(found, HIT, "redis")
+                    return self._redis_hit(key, found, tags)
                 seen = found
             elif found.__class__ is NotFoundEntry and found.expires > now:
                 self._keep_not_found_local(key, found, tags, now)
@@ -170,9 +168,7 @@ class RenderCache:
         found = decode_entry(self.shared.get(key))
         if found.__class__ is not CachedRender or self._should_refresh(found, self._clock()):
             return None
-        self._keep_local(key, found, tags)
-        self._emit("cache", tier="redis", result="hit")
-        return CacheResult(found, HIT, "redis")
+        return self._redis_hit(key, found, tags)
 
     def get_stale(self, last_good_key: str) -> CachedRender | None:
         """The last good render stored under ``last_good_key`` (local, then Redis), however old."""
@@ -365,9 +361,7 @@ class RenderCache:
         now = self._clock()
         if found.__class__ is CachedRender:
             if found.soft_expiry > now and (seen is None or found.created > seen.created):
-                self._keep_local(key, found, tags)
-                self._emit("cache", tier="redis", result="hit")
-                return CacheResult(found, HIT, "redis")
+                return self._redis_hit(key, found, tags)
         elif found.__class__ is NotFoundEntry and found.expires > now:
             self._keep_not_found_local(key, found, tags, now)
             self._emit("cache", tier="redis", result="negative")
@@ -446,6 +440,12 @@ class RenderCache:
         self._keep_not_found_local(key, marker, tags, now)
         if self.shared is not None:
             self.shared.set(key, marker.encode(), self.negative_ttl_s)
+
+    def _redis_hit(self, key: str, entry: CachedRender, tags: Iterable[str]) -> CacheResult:
+        """A current render found in Redis: kept in this process too, counted, answered as a HIT."""
+        self._keep_local(key, entry, tags)
+        self._emit("cache", tier="redis", result="hit")
+        return CacheResult(entry, HIT, "redis")
 
     def _keep_local(self, key: str, entry: CachedRender, tags: Iterable[str]) -> None:
         if self.local is not None:

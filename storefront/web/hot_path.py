@@ -13,7 +13,6 @@ they never outlive what they point at.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 from werkzeug.datastructures import Accept
 from werkzeug.http import parse_accept_header
 
-from storefront import metrics, per_process
+from storefront import metrics
 from storefront.cache import CachedRender, RenderCache
 from storefront.freshness import LocalFreshness
 from storefront.web.request_log import (
@@ -31,9 +30,9 @@ from storefront.web.request_log import (
     access_line,
     direct_access_handler,
     json_fields,
+    log_request,
     new_request_id,
 )
-from storefront.web.request_log import log as access_log
 
 ENCODINGS = ("br", "gzip", "identity")
 _MAX_ACCEPT_FORMS = 512
@@ -204,12 +203,9 @@ class HotPath:
         if handler is not None:
             handler.write_line(access_line(time.time(), request_id, method, target.log.path_json, status,
                                            round(elapsed * 1000, 3), target.log.tails[tier]))
-        elif access_log.isEnabledFor(logging.INFO):
-            fields = {"request_id": request_id, "pid": per_process.pid, "method": method,
-                      "path": environ.get("PATH_INFO", ""),
-                      "status": status, "total_ms": round(elapsed * 1000, 3),
-                      **dict(target.log.fields), "cache": "HIT", "tier": tier, "render_ms": None}
-            access_log.info("request", extra={"fields": fields})
+        else:
+            log_request(request_id, method, environ.get("PATH_INFO", ""), status, elapsed,
+                        {**dict(target.log.fields), "cache": "HIT", "tier": tier, "render_ms": None})
         # No body, no item: gunicorn would send an empty item with a system call of its own.
         return [body] if body and method != "HEAD" else []
 

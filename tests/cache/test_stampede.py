@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
-
 import pytest
 import redis
 
-from tests.cache.stampede_worker import run_worker
+from tests.cache.stampede_worker import run_stampede
 
 pytestmark = pytest.mark.redis
 
@@ -19,33 +16,11 @@ THREADS = 50
 def test_two_hundred_concurrent_requests_render_once(
     redis_url: str, key_prefix: str, raw_redis: redis.Redis
 ) -> None:
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(PROCESSES + 1)
-    results = context.Queue()
     counter_key = key_prefix + "render-count"
-    processes = [
-        context.Process(
-            target=run_worker,
-            args=(redis_url, key_prefix, counter_key, "shop-a:subscription:42:v7", THREADS, ready, results),
-        )
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        ready.wait(60)
-        outcomes = []
-        for _ in range(PROCESSES):
-            outcomes.extend(results.get(timeout=60))
-    except (queue.Empty, multiprocessing.BrokenBarrierError):
-        pytest.fail("a worker process did not report back")
-    finally:
-        for process in processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+    outcomes, _, exitcodes = run_stampede(redis_url, False, key_prefix, counter_key,
+                                          "shop-a:subscription:42:v7", PROCESSES, THREADS)
 
-    assert [process.exitcode for process in processes] == [0] * PROCESSES
+    assert exitcodes == [0] * PROCESSES
     assert len(outcomes) == PROCESSES * THREADS
     assert [outcome for outcome in outcomes if outcome[0] == "ERROR"] == []
     assert int(raw_redis.get(counter_key)) == 1, "exactly one render across every process and thread"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
-
 import pytest
 from redis.cluster import RedisCluster
 
+from tests.cache.stampede_worker import run_stampede
 from tests.cluster.private_cluster import PrivateCluster
-from tests.cluster.stampede_worker import run_worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -24,34 +21,10 @@ def test_two_hundred_concurrent_requests_render_once(
     # The counter sits on another master than the render's keys: the render path crosses nodes.
     counter_key = key_prefix + "{render-count}"
     assert cluster.owner_of(counter_key) != cluster.owner_of(key_prefix + key)
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(PROCESSES + 1)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=run_worker,
-            args=(cluster.seed_url, key_prefix, counter_key, key, THREADS, ready, results),
-        )
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        ready.wait(60)
-        outcomes, stats = [], []
-        for _ in range(PROCESSES):
-            worker_outcomes, worker_stats = results.get(timeout=60)
-            outcomes.extend(worker_outcomes)
-            stats.append(worker_stats)
-    except (queue.Empty, multiprocessing.BrokenBarrierError):
-        pytest.fail("a worker process did not report back")
-    finally:
-        for process in processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+    outcomes, stats, exitcodes = run_stampede(cluster.seed_url, True, key_prefix, counter_key, key,
+                                              PROCESSES, THREADS)
 
-    assert [process.exitcode for process in processes] == [0] * PROCESSES
+    assert exitcodes == [0] * PROCESSES
     assert len(outcomes) == PROCESSES * THREADS
     assert [outcome for outcome in outcomes if outcome[0] == "ERROR"] == []
     assert int(raw_cluster.get(counter_key)) == 1, "exactly one render across every process and thread"
