@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -65,7 +64,20 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def default_settings(kind: str) -> dict[str, Any]:
     """A fresh, complete settings dict for ``kind`` (labels included)."""
-    settings = copy.deepcopy(COMMON_DEFAULTS)
-    settings.update(copy.deepcopy(KIND_DEFAULTS[kind]))
+    settings = copy_json(COMMON_DEFAULTS)
+    settings.update(copy_json(KIND_DEFAULTS[kind]))
     settings["labels"] = {key: text for key, (text, _) in LABELS[kind].items()}
     return settings
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON-like value (dicts and lists of scalars, tuples of immutables).
+
+    What copy.deepcopy gives for such values, several times faster: every render copies the
+    defaults and the published settings, and deepcopy's memo and dispatch were a fifth of a render.
+    """
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value

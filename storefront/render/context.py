@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from storefront.money import format_money
-from storefront.widget_settings import LABELS, default_settings
+from storefront.widget_settings import LABELS, copy_json, default_settings
 
 # Texts the render needs that widget_settings does not (yet) let merchants edit. They resolve through
 # the same chain as the merchant labels, so they become translatable as soon as the keys are added there.
@@ -57,9 +56,9 @@ def merge_settings(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     for key, value in settings.items():
         if key in ("colors", "labels", "translations"):
             if isinstance(value, dict):
-                merged[key].update(copy.deepcopy(value))
+                merged[key].update(copy_json(value))
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = copy_json(value)
     return merged
 
 

