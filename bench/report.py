@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 MIB = 1024 * 1024
@@ -17,58 +18,75 @@ def _get(data: dict[str, Any], *path: str) -> Any:
     return data
 
 
-def _compare(project: dict[str, Any] | None, baseline: dict[str, Any] | None) -> tuple[float | None, bool]:
-    """The project's throughput over the baseline's, and whether it had to be taken per CPU-second.
+def _compare(project: dict[str, Any] | None, baseline: dict[str, Any] | None
+             ) -> tuple[float | None, bool, list[float]]:
+    """The project's throughput over the baseline's: the median of the rounds' ratios, whether they
+    had to be taken per CPU-second, and the ratio of every round.
+
+    The two ran in interleaved rounds (run.py), a round's two runs seconds apart: each round's
+    ratio is under one speed of the drifting server CPU, and the median leaves out a round that
+    drift or a neighbour spoiled. A run of one measurement counts as one round.
 
     Both servers are CPU-bound on one core. When other processes took a share of that core during
-    either run (a shared machine), req/s compares what each was given, not what each costs: the
-    ratio is then taken from the server CPU each response used, which the others do not change.
+    either side's runs (a shared machine), req/s compares what each was given, not what each
+    costs: the ratios are then taken from the server CPU each response used, which the others do
+    not change.
     """
     if not project or not baseline or not project.get("rps") or not baseline.get("rps"):
-        return None, False
+        return None, False, []
+    rounds = list(zip(project.get("rounds") or [project], baseline.get("rounds") or [baseline], strict=False))
     if _contended(project) or _contended(baseline):
-        mine, theirs = project.get("cpu_us_per_response"), baseline.get("cpu_us_per_response")
-        if mine and theirs:
-            return round(theirs / mine, 3), True
-    return round(project["rps"] / baseline["rps"], 3), False
+        per_cpu = [theirs["cpu_us_per_response"] / mine["cpu_us_per_response"] for mine, theirs in rounds
+                   if mine.get("cpu_us_per_response") and theirs.get("cpu_us_per_response")]
+        if len(per_cpu) == len(rounds):
+            return round(statistics.median(per_cpu), 3), True, [round(ratio, 3) for ratio in per_cpu]
+    per_second = [mine["rps"] / theirs["rps"] if theirs["rps"] else 0.0 for mine, theirs in rounds]
+    return round(statistics.median(per_second), 3), False, [round(ratio, 3) for ratio in per_second]
 
 
-def _target(name: str, wanted: str, value: Any, holds: bool | None, shown: str, why: str = ""
-            ) -> dict[str, Any]:
+def _target(name: str, wanted: str, value: Any, holds: bool | None, shown: str, why: str = "",
+            round_ratios: list[float] | None = None) -> dict[str, Any]:
     verdict = "holds" if holds else ("not measured" if holds is None else "MISSED")
-    return {"name": name, "target": wanted, "value": value, "shown": shown, "holds": holds,
-            "verdict": verdict, "why": why}
+    target = {"name": name, "target": wanted, "value": value, "shown": shown, "holds": holds,
+              "verdict": verdict, "why": why}
+    if round_ratios is not None:
+        target["round_ratios"] = round_ratios
+    return target
 
 
-def _times(ratio: float | None, per_cpu: bool = False) -> str:
-    if not ratio:
-        return "-"
-    return f"{ratio:.2f}x" + (" per CPU-s" if per_cpu else "")
+def _ratio_target(name: str, wanted: str, least: float, project: dict[str, Any] | None,
+                  baseline: dict[str, Any] | None, why: str) -> dict[str, Any]:
+    """A target on the project's ratio to a baseline (at ``least``): the median of the rounds, and
+    their range beside it."""
+    ratio, per_cpu, rounds = _compare(project, baseline)
+    shown = "-"
+    if ratio:
+        shown = f"{ratio:.2f}x" + (" per CPU-s" if per_cpu else "")
+        if len(rounds) > 1:
+            shown += f" (rounds {min(rounds):.2f}-{max(rounds):.2f})"
+    target = _target(name, wanted, ratio, None if ratio is None else ratio >= least, shown, why, rounds)
+    target["per_cpu_second"] = per_cpu
+    return target
 
 
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target of the benchmark issue, from the figures of this one run."""
     targets = []
 
-    hot, per_cpu = _compare(_get(results, "hot", "project"), _get(results, "hot", "bare_wsgi"))
-    targets.append(_target("hot in-process hit vs bare WSGI", ">= 0.90x", hot,
-                           None if hot is None else hot >= 0.90, _times(hot, per_cpu),
-                           _per_request_gap(results, "hot")))
-
-    revalidate, per_cpu = _compare(_get(results, "revalidate", "project"),
-                                   _get(results, "revalidate", "bare_wsgi"))
-    targets.append(_target("304 revalidation vs bare WSGI", ">= 0.90x", revalidate,
-                           None if revalidate is None else revalidate >= 0.90, _times(revalidate, per_cpu),
-                           _per_request_gap(results, "revalidate")))
-
-    zipf, per_cpu = _compare(_get(results, "zipf", "project_shared_only"),
-                             _get(results, "zipf", "flask_caching"))
+    targets.append(_ratio_target("hot in-process hit vs bare WSGI", ">= 0.90x", 0.90,
+                                 _get(results, "hot", "project"), _get(results, "hot", "bare_wsgi"),
+                                 _per_request_gap(results, "hot")))
+    targets.append(_ratio_target("304 revalidation vs bare WSGI", ">= 0.90x", 0.90,
+                                 _get(results, "revalidate", "project"),
+                                 _get(results, "revalidate", "bare_wsgi"),
+                                 _per_request_gap(results, "revalidate")))
     cached = _get(results, "zipf", "project_keys_cached")
     keys = _get(results, "zipf", "keys")
     why = "" if not keys or cached is None or cached >= keys else (
         f"only {cached:,} of {keys:,} keys were cached before the run: it includes misses")
-    targets.append(_target("Zipf shared-tier hits vs Flask-Caching", ">= 2.5x", zipf,
-                           None if zipf is None else zipf >= 2.5, _times(zipf, per_cpu), why))
+    targets.append(_ratio_target("Zipf shared-tier hits vs Flask-Caching", ">= 2.5x", 2.5,
+                                 _get(results, "zipf", "project_shared_only"),
+                                 _get(results, "zipf", "flask_caching"), why))
 
     mysql_p50 = _get(results, "cold", "mysql", "client_ms", "p50")
     render_p50 = _get(results, "cold", "mysql", "server_timing_render_ms", "p50")
@@ -222,8 +240,16 @@ def notes(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
             f"gunicorn: {meta.get('workers')} workers x {meta.get('threads')} threads (gthread) for the "
             f"project, the bare callable and Flask-Caching alike; server CPU {meta.get('server_cpus')}, "
             f"wrk CPU {meta.get('client_cpus')} ({pinned}); wrk {meta.get('wrk_threads')} threads, "
-            f"{meta.get('connections')} connections, {meta.get('duration_s')} s per run; "
+            f"{meta.get('connections')} connections, {meta.get('duration_s')} s measured per server and "
+            f"scenario after {meta.get('warmup_s')} s of warm-up; "
             f"`Accept-Encoding: {meta.get('accept_encoding')}`; {meta.get('redis_where')}.")
+    if (meta.get("rounds") or 1) > 1:
+        lines.append(
+            f"hot key, 304 and Zipf shared-tier: each target ratio is the median of {meta['rounds']} "
+            f"interleaved rounds, a round being one {meta.get('round_s'):g} s run of the project and one of "
+            "its baseline, in turn first (the server CPU's speed drifts on a shared machine: a round's two "
+            "runs share it), with the range of the rounds' ratios beside it; each side's req/s is its "
+            "requests over its seconds in all rounds, its p99 the median of the rounds' p99.")
     compress = _get(results, "cold", "compress_ms")
     if compress is not None:
         size = _get(results, "meta", "hot_key", "body_bytes")
@@ -236,7 +262,8 @@ def notes(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
         tiers = _get(results, "tiers", section)
         if tiers:
             mix = ", ".join(f"{name} {share:.1%}" for name, share in tiers.items() if share >= 0.0005)
-            lines.append(f"{label}: answered from {mix} (project /metrics, deltas over the run).")
+            lines.append(f"{label}: answered from {mix} (project /metrics, deltas over all its measured "
+                         "runs).")
     for section in ("hot", "revalidate", "zipf"):
         for name, run in (results.get(section) or {}).items():
             if isinstance(run, dict) and run.get("redis_errors"):
@@ -247,9 +274,10 @@ def notes(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
     runs = [run for section in ("hot", "revalidate", "zipf") for run in (results.get(section) or {}).values()
             if isinstance(run, dict)]
     if any(_contended(run) for run in runs):
-        lines.append("† other processes used more than 10% of the server's CPU during that run: its req/s "
-                     "is low by about that much, so a target ratio with such a run is taken per CPU-second "
-                     "(server CPU per response, `cpu_us_per_response` in the JSON).")
+        lines.append("† other processes used more than 10% of the server's CPU during those runs (all "
+                     "rounds together): its req/s is low by about that much, so a target ratio with such a "
+                     "side is taken per CPU-second, round by round (server CPU per response, "
+                     "`cpu_us_per_response` in the JSON).")
     for target in targets:
         if target["why"]:
             lines.append(f"{target['name']}: {target['why']}.")

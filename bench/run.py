@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ import platform
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,8 +48,13 @@ MEASURED_CODE = ("storefront", "templates", "wsgi.py", "gunicorn.conf.py", "requ
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds of each measured wrk run (10)")
-    parser.add_argument("--warmup", type=float, default=2, help="unmeasured wrk seconds before each run (2)")
+    parser.add_argument("--duration", type=float, default=10,
+                        help="measured wrk seconds per server and scenario (10)")
+    parser.add_argument("--rounds", type=int,
+                        help="interleaved rounds of the paired runs behind a target ratio (hot, 304, Zipf "
+                        "shared-tier), each --duration / --rounds seconds per server (5; --quick: 3)")
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="unmeasured wrk seconds per server before its runs (2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--workers", type=int, help="gunicorn workers for every gunicorn server "
@@ -79,6 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.warmup, args.products, args.cold_samples = 3, 1, 1000, 60
         args.memory_keys, args.memory_seconds, args.warm_seconds = 6000, 20, 60
+    args.rounds = args.rounds or (3 if args.quick else 5)
+    round_s = args.duration / args.rounds
+    if round_s < 1 or round_s != int(round_s):
+        # wrk runs for whole seconds: anything else would measure another total than asked for.
+        parser.error(f"--duration / --rounds must be a whole number of seconds, at least 1 "
+                     f"({args.duration:g} / {args.rounds} = {round_s:g})")
     return args
 
 
@@ -153,8 +166,9 @@ class Bench:
             "server_cpus": cpu_list(self.cpus.server), "client_cpus": cpu_list(self.cpus.client),
             "pinned": self.cpus.pinned, "workers": workers, "threads": threads, "worker_class": "gthread",
             "connections": args.connections, "wrk_threads": args.wrk_threads, "duration_s": args.duration,
-            "warmup_s": args.warmup, "accept_encoding": args.accept_encoding, "zipf_s": args.zipf_s,
-            "quick": args.quick, "load_before": load,
+            "rounds": args.rounds, "round_s": args.duration / args.rounds, "warmup_s": args.warmup,
+            "accept_encoding": args.accept_encoding, "zipf_s": args.zipf_s, "quick": args.quick,
+            "load_before": load,
         }
 
     def gunicorn_shape(self) -> tuple[int, int]:
@@ -258,34 +272,89 @@ class Bench:
 
     def measured(self, server: Gunicorn | Nginx, script: str, *script_args: str, path: str = "",
                  tiers: str | None = None) -> dict[str, Any]:
-        """A warm-up run, then the measured run; for the project also the answering tiers from /metrics."""
-        url = server.url + path
+        """One server alone: a warm-up run, then one measured run of --duration seconds."""
+        (result,) = self.measure((server,), script, script_args, path=path, tiers=tiers, rounds=1)
+        return result
+
+    def measured_pair(self, project: Gunicorn, baseline: Gunicorn, script: str, *script_args: str,
+                      path: str = "", tiers: str | None = None, keys_per_round: bool = False
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The two sides of a target ratio, both servers up: --rounds interleaved rounds (see ``measure``).
+
+        ``keys_per_round``: the script draws its keys from a sequence number (zipf.lua), the round's:
+        both servers of a round get the same keys, and each round fresh ones.
+        """
+        project_result, baseline_result = self.measure(
+            (project, baseline), script, script_args, path=path, tiers=tiers, rounds=self.args.rounds,
+            keys_per_round=keys_per_round)
+        return project_result, baseline_result
+
+    def measure(self, servers: tuple[Gunicorn | Nginx, ...], script: str, script_args: tuple[str, ...], *,
+                path: str, tiers: str | None, rounds: int, keys_per_round: bool = False
+                ) -> list[dict[str, Any]]:
+        """A warm-up run per server, then ``rounds`` rounds of one run per server, --duration / ``rounds``
+        seconds each; for the first server (the project) also the answering tiers from /metrics.
+
+        The server CPU's speed drifts on a shared VM (up to 1.5x within a minute): interleaved short
+        runs put both sides of a ratio under the same drift, and the order alternates (AB, BA, AB...)
+        so that neither always runs first. Each server's figures are over all its rounds (see
+        ``_over_rounds``), with every round's own under ``rounds`` when there are several.
+        """
+        urls = [server.url + path for server in servers]
         if self.args.warmup > 0:
-            self.wrk(url, script, *script_args, duration=self.args.warmup)
-        before = drivers.metrics(server.url) if tiers else None
-        usage = CpuUsage(server, self.cpus.server)
-        run = self.wrk(url, script, *script_args)
-        result = run.as_json()
-        result.update(usage.finish())
-        # Robust to a shared machine: what one response cost the server, whatever share it got.
-        result["cpu_us_per_response"] = round(result.pop("server_cpu_s") / max(1, run.requests) * 1e6, 1)
+            for url in urls:
+                self.wrk(url, script, *script_args, duration=self.args.warmup)
+        before = drivers.metrics(servers[0].url) if tiers else None
+        seconds = self.args.duration / rounds
+        runs: list[list[dict[str, Any]]] = [[] for _ in servers]
+        for number in range(1, rounds + 1):
+            order = list(range(len(servers)))
+            if number % 2 == 0:
+                order.reverse()
+            round_args = (*script_args, str(number)) if keys_per_round else script_args
+            for position, index in enumerate(order):
+                figures = self.timed_run(servers[index], urls[index], script, round_args, seconds)
+                figures["ran_first"] = position == 0
+                runs[index].append(figures)
+            if rounds > 1:
+                log(f"  round {number}: " + ", ".join(
+                    f"{server.name} {server_runs[-1]['rps']:,.0f} req/s"
+                    for server, server_runs in zip(servers, runs, strict=True)))
+        results = [_over_rounds(server_runs) for server_runs in runs]
         if tiers and before is not None:
-            after = drivers.metrics(server.url)
-            self.results["tiers"][tiers] = _tier_shares(before, after, run.requests)
+            after = drivers.metrics(servers[0].url)
+            self.results["tiers"][tiers] = _tier_shares(before, after, results[0]["requests"])
             redis_errors = _delta(before, after, "storefront_backend_errors_total", backend="redis")
-            result["redis_errors"] = redis_errors
+            results[0]["redis_errors"] = redis_errors
             if redis_errors:
-                self.warn(f"{server.name} {script}: {redis_errors:g} Redis errors (timeouts?) during the run")
-        errors = sum(run.errors.values())
+                self.warn(f"{servers[0].name} {script}: {redis_errors:g} Redis errors (timeouts?) during "
+                          "its runs")
+        for server, result in zip(servers, results, strict=True):
+            self.check_run(server, script, result)
+        return results
+
+    def timed_run(self, server: Gunicorn | Nginx, url: str, script: str, script_args: tuple[str, ...],
+                  seconds: float) -> dict[str, Any]:
+        """One measured wrk run: what wrk saw and the server CPU it cost."""
+        usage = CpuUsage(server, self.cpus.server)
+        run = self.wrk(url, script, *script_args, duration=seconds)
+        figures = run.as_json()
+        figures.update(usage.finish())
+        # Robust to a shared machine: what one response cost the server, whatever share it got.
+        figures["cpu_us_per_response"] = round(figures["server_cpu_s"] / max(1, run.requests) * 1e6, 1)
+        return figures
+
+    def check_run(self, server: Gunicorn | Nginx, script: str, result: dict[str, Any]) -> None:
+        """Warn of wrk errors and of other processes on the server's CPU; log the figures."""
+        errors = sum(result["errors"].values())
         if errors:
-            self.warn(f"{server.name} {script}: {errors} wrk errors {run.errors}")
+            self.warn(f"{server.name} {script}: {errors} wrk errors {result['errors']}")
         if self.cpus.pinned and result["server_cpu_busy"] - result["server_cpu_share"] > 0.1:
             self.warn(f"{server.name} {script}: other processes used "
                       f"{result['server_cpu_busy'] - result['server_cpu_share']:.0%} of the server CPU")
-        log(f"  {server.name} {script}: {run.rps:,.0f} req/s, p99 {run.latency_ms['p99']:.1f} ms, "
-            f"{run.bytes_per_response:,.0f} B/response, server {result['server_cpu_share']:.0%} of its CPU "
-            f"(CPU busy {result['server_cpu_busy']:.0%})")
-        return result
+        log(f"  {server.name} {script}: {result['rps']:,.0f} req/s, p99 {result['latency_ms']['p99']:.1f} "
+            f"ms, {result['bytes_per_response']:,.0f} B/response, server {result['server_cpu_share']:.0%} of "
+            f"its CPU (CPU busy {result['server_cpu_busy']:.0%})")
 
     def sweep(self, server: Gunicorn, paths: Iterator[str], seconds: float) -> dict[str, Any]:
         """Each path once from 8 connections, the server on every CPU (this is setup, not a measurement)."""
@@ -319,25 +388,25 @@ class Bench:
     # -- scenarios ----------------------------------------------------------------------------------
 
     def hot_scenarios(self) -> None:
-        """The project on SQLite: hot key and 304 (each right next to the bare callable's), purge,
-        the Zipf mix as configured, cold misses."""
+        """The project on SQLite: hot key and 304 (each in rounds interleaved with the bare callable's),
+        purge, the Zipf mix as configured, cold misses."""
         server = self.project("project", self.sqlite_url, self.prefix("sqlite"))
         self.sqlite_prefix = server.env["STOREFRONT_REDIS_KEY_PREFIX"]
         self.results["meta"]["workers"] = len(server.worker_pids())
         self.capture_responses(server)
-        # Both up at once, so each pair of runs is seconds apart: whatever else the machine does
-        # then weighs on both figures of a ratio alike.
+        # Both up at once, so their runs interleave a few seconds apart: whatever else the machine
+        # does, and the drift of its CPU's speed, then weigh on both figures of a ratio alike.
         env = dict(self.base_env(), BENCH_CAPTURE=str(self.capture_path))
         bare = self.gunicorn("bare-wsgi", "bench.baselines.bare_wsgi:app", env, HOT_PATH)
         self.check_same_bytes(bare)
         etag = self.capture["etag"]
-        log("hot key: the project, then the bare WSGI callable")
-        self.results["hot"]["project"] = self.measured(server, "fixed.lua", path=HOT_PATH, tiers="hot")
-        self.results["hot"]["bare_wsgi"] = self.measured(bare, "fixed.lua", path=HOT_PATH)
-        log("revalidation (304): the project, then the bare WSGI callable")
-        self.results["revalidate"]["project"] = self.measured(server, "revalidate.lua", etag, path=HOT_PATH,
-                                                              tiers="revalidate")
-        self.results["revalidate"]["bare_wsgi"] = self.measured(bare, "revalidate.lua", etag, path=HOT_PATH)
+        rounds = self.args.rounds
+        log(f"hot key: the project and the bare WSGI callable, {rounds} interleaved rounds")
+        self.results["hot"]["project"], self.results["hot"]["bare_wsgi"] = self.measured_pair(
+            server, bare, "fixed.lua", path=HOT_PATH, tiers="hot")
+        log(f"revalidation (304): the project and the bare WSGI callable, {rounds} interleaved rounds")
+        self.results["revalidate"]["project"], self.results["revalidate"]["bare_wsgi"] = self.measured_pair(
+            server, bare, "revalidate.lua", etag, path=HOT_PATH, tiers="revalidate")
         self.stop(bare)
         self.results["purge"] = self.purge_scenario(server)
         log(f"Zipf over {self.args.products:,} keys, project as configured (every key cached first)")
@@ -415,19 +484,24 @@ class Bench:
 
     def shared_tier_scenarios(self) -> None:
         """Flask-Caching's hot key, then the Zipf mix as shared-tier hits: the project with its
-        in-process tier off, right before Flask-Caching on the same sequence of keys."""
+        in-process tier off and Flask-Caching, both up, in interleaved rounds on the same keys."""
+        zipf = self.results["zipf"]
         flask = self.flask_caching_server()
         server = self.project("project-shared-only", self.sqlite_url, self.sqlite_prefix, LOCAL_CACHE_BYTES=0)
-        if flask is not None:
-            log("hot key: Flask-Caching")
-            self.results["hot"]["flask_caching"] = self.measured(flask, "fixed.lua", path=HOT_PATH)
-            self.results["zipf"]["flask_caching_keys_cached"] = self.warm_zipf(flask)
-        log("Zipf, shared-tier hits: the project with its in-process tier off, then Flask-Caching")
-        self.results["zipf"]["project_shared_only"] = self.measured(server, "zipf.lua", *self.zipf_args(),
-                                                                    tiers="zipf_shared_only")
-        if flask is not None:
-            self.results["zipf"]["flask_caching"] = self.measured(flask, "zipf.lua", *self.zipf_args())
-            self.stop(flask)
+        if flask is None:
+            log("Zipf, shared-tier hits: the project with its in-process tier off")
+            zipf["project_shared_only"] = self.measured(server, "zipf.lua", *self.zipf_args(),
+                                                        tiers="zipf_shared_only")
+            self.stop(server)
+            return
+        log("hot key: Flask-Caching")
+        self.results["hot"]["flask_caching"] = self.measured(flask, "fixed.lua", path=HOT_PATH)
+        zipf["flask_caching_keys_cached"] = self.warm_zipf(flask)
+        log(f"Zipf, shared-tier hits: the project with its in-process tier off and Flask-Caching, "
+            f"{self.args.rounds} interleaved rounds")
+        zipf["project_shared_only"], zipf["flask_caching"] = self.measured_pair(
+            server, flask, "zipf.lua", *self.zipf_args(), tiers="zipf_shared_only", keys_per_round=True)
+        self.stop(flask)
         self.stop(server)
 
     def flask_caching_server(self) -> Gunicorn | None:
@@ -642,8 +716,45 @@ def _delta(before: dict, after: dict, name: str, **labels: str) -> float:
     return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
 
 
+def _over_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's figures over all its measured runs, in the shape of one run's, plus ``rounds``.
+
+    Throughput, bytes and CPU per response are totals over totals; the CPU shares are weighted by
+    each run's wall time. wrk's latency histograms do not add up across runs: each percentile is the
+    median of the runs' (p99: the median of the rounds' p99), the mean is weighted by requests and
+    the max is the largest.
+    """
+    requests = sum(run["requests"] for run in runs)
+    seconds = sum(run["duration_s"] for run in runs)
+    wall = sum(run["wall_s"] for run in runs) or 1.0
+    errors: collections.Counter[str] = collections.Counter()
+    for run in runs:
+        errors.update(run["errors"])
+    latency = {key: round(statistics.median(run["latency_ms"][key] for run in runs), 3)
+               for key in ("p50", "p90", "p99")}
+    latency["mean"] = round(sum(run["latency_ms"]["mean"] * run["requests"] for run in runs)
+                            / max(1, requests), 3)
+    latency["max"] = max(run["latency_ms"]["max"] for run in runs)
+    result = {
+        "rps": round(requests / seconds, 1) if seconds else 0.0, "requests": requests,
+        "duration_s": round(seconds, 2),
+        "bytes_per_response": round(sum(run["bytes_per_response"] * run["requests"] for run in runs)
+                                    / max(1, requests), 1),
+        "errors": {name: errors[name] for name in runs[0]["errors"]}, "latency_ms": latency,
+        "connections": runs[0]["connections"], "threads": runs[0]["threads"],
+        "server_cpu_share": round(sum(run["server_cpu_share"] * run["wall_s"] for run in runs) / wall, 3),
+        "server_cpu_busy": round(sum(run["server_cpu_busy"] * run["wall_s"] for run in runs) / wall, 3),
+        "cpu_us_per_response": round(sum(run["server_cpu_s"] for run in runs) / max(1, requests) * 1e6, 1),
+    }
+    if len(runs) > 1:
+        # Connections and threads are the same in every round: said once, above.
+        result["rounds"] = [{key: value for key, value in run.items()
+                             if key not in ("connections", "threads")} for run in runs]
+    return result
+
+
 def _tier_shares(before: dict, after: dict, requests: int) -> dict[str, float]:
-    """Where the project's answers came from during one run, as shares of the requests wrk sent."""
+    """Where the project's answers came from during its measured runs, as shares of the requests wrk sent."""
     if not requests:
         return {}
     counts = {
@@ -653,7 +764,7 @@ def _tier_shares(before: dict, after: dict, requests: int) -> dict[str, float]:
                                           result="hit"),
         "a render": _delta(before, after, "storefront_renders_total"),
     }
-    # Requests still in flight when wrk stopped were counted by the app but not by wrk.
+    # Requests still in flight when a wrk run stopped were counted by the app but not by wrk.
     total = max(requests, sum(counts.values()))
     return {name: round(count / total, 4) for name, count in counts.items() if count}
 

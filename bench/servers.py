@@ -334,5 +334,7 @@ class CpuUsage:
         used = (_process_ticks(self.pids) - self.process_ticks) / hertz
         busy, total = _cpu_ticks(self.cpus)
         busy, total = busy - self.cpu_ticks[0], total - self.cpu_ticks[1]
-        return {"server_cpu_s": used, "server_cpu_share": round(used / wall / max(1, len(self.cpus)), 3),
+        # The wall time lets figures of several runs be added up (run.py's rounds), weighted by it.
+        return {"server_cpu_s": used, "wall_s": round(wall, 3),
+                "server_cpu_share": round(used / wall / max(1, len(self.cpus)), 3),
                 "server_cpu_busy": round(busy / total, 3) if total else 0.0}

@@ -1,7 +1,10 @@
 -- zipf.lua: GETs of product ids drawn from a Zipf distribution over n products (rank 1 the most requested).
--- Arguments: path template with one %s for the product id, n, exponent s, first product id.
---   wrk ... -s zipf.lua http://host:port -- '/v1/shops/x/widgets/subscription.js?product=%s' 10000 1.0 8000000000001
--- Each thread draws from its own fixed seed, so two runs send the same sequence of keys.
+-- Arguments: path template with one %s for the product id, n, exponent s, first product id, and an
+-- optional sequence number (0 when left out).
+--   wrk ... -s zipf.lua http://host:port -- '/v1/shops/x/widgets/subscription.js?product=%s' 10000 1.0 8000000000001 3
+-- Each thread draws from its own fixed seed, taken from the sequence number and the thread's index:
+-- two runs given the same sequence number send the same sequence of keys (the two servers of one
+-- round in bench/run.py), and runs given different numbers send different ones (its rounds).
 
 dofile("report.lua")
 
@@ -20,6 +23,7 @@ function init(args)
    n = tonumber(args[2])
    local s = tonumber(args[3])
    first = tonumber(args[4])
+   local sequence = tonumber(args[5]) or 0
    local total = 0
    for k = 1, n do
       total = total + 1 / k ^ s
@@ -28,7 +32,8 @@ function init(args)
    for k = 1, n do
       cdf[k] = cdf[k] / total
    end
-   math.randomseed(1000 + (seed or 0))
+   -- Sequence 0 keeps the seeds of old (1001, 1002...); a thread index stays below 1000.
+   math.randomseed(1000 * (sequence + 1) + (seed or 0))
 end
 
 function request()
