@@ -161,6 +161,11 @@ class RedisCache:
         """
         if not isinstance(client, redis.Redis):
             return client.get(full_key)  # type: ignore[no-any-return]
+        return self._on_own_connection(client, [("GET", full_key)])[0]  # type: ignore[no-any-return]
+
+    def _on_own_connection(self, client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in one round trip on this thread's own connection; their replies, or the
+        first error raised (a miss's lock and writes take this way too, as GETs do)."""
         connection = getattr(self._own, "connection", None)
         if connection is None or self._own.pid != os.getpid():
             pool = client.connection_pool
@@ -169,10 +174,14 @@ class RedisCache:
             with self._own_lock:
                 self._own_connections.add(connection)
         try:
-            connection.send_command("GET", full_key)
-            return connection.read_response()  # type: ignore[no-any-return]
+            if len(commands) == 1:
+                connection.send_command(*commands[0])
+            else:
+                connection.send_packed_command(connection.pack_commands(commands))
+            return [connection.read_response() for _ in commands]
         except BaseException:
-            # Whatever state the socket is in (a timeout mid-reply), the next GET starts afresh.
+            # Whatever state the socket is in (a timeout mid-reply, replies left unread after an
+            # error), the next command starts afresh.
             connection.disconnect()
             raise
 
@@ -321,10 +330,7 @@ class RedisCache:
 
     def _pipeline(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one round trip; their replies, or the first error raised."""
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return pipe.execute()  # type: ignore[no-any-return]
+        return self._on_own_connection(client, commands)
 
     def _call(self, op: str, fn: Callable[[redis.Redis], T], default: T) -> T:
         if not self.breaker.allow():
