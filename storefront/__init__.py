@@ -43,12 +43,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from storefront.web import register_web
     from storefront.web.hot_path import HotPath
-    from storefront.web.widgets import resolve_hot_target
+    from storefront.web.widgets import render_hot_miss, resolve_hot_target
 
     register_web(app)
     services = app.extensions["storefront"]
     app.wsgi_app = HotPath(  # type: ignore[method-assign]
-        app.wsgi_app, services.hot_targets, functools.partial(resolve_hot_target, services))
+        app.wsgi_app, services.hot_targets, functools.partial(resolve_hot_target, services),
+        functools.partial(render_hot_miss, services))
 
     from storefront.cli import register_cli
 

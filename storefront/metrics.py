@@ -64,9 +64,9 @@ class HotPathMetrics:
         self._buckets = [0] * len(self._bounds)
         self._seconds = 0.0
 
-    def hit(self, local: bool, seconds: float) -> None:
-        """An answer in ``seconds``; ``local``: from the in-process tier (the render cache counts
-        its own Redis hits as it finds them)."""
+    def answered(self, local: bool, seconds: float) -> None:
+        """An answer in ``seconds``; ``local``: a hit in the in-process tier (the render cache counts
+        its own Redis hits and misses as it finds them)."""
         # The bucket prometheus_client's observe would pick: the first bound >= seconds.
         bucket = bisect.bisect_left(self._bounds, seconds)
         with self._lock:

@@ -4,10 +4,11 @@ Most widget requests repeat a URL this worker has already answered. For those, r
 the lookup and Flask's request machinery would only reach the same conclusion again, so the first
 full answer leaves a note here: the exact raw request target maps to the render's cache key and
 its response headers. A later request for the same raw target is answered from the in-process
-tier directly, or with one Redis GET when this worker does not hold the render. Everything else
-(a new URL, a miss, an error, any body, another method) goes to Flask unchanged. Notes live no
-longer than the in-process TTL and are all dropped whenever this worker learns of a change, so
-they never outlive what they point at.
+tier directly, or with one Redis GET when this worker does not hold the render; when no tier holds
+it, the render is made here too (``render_miss``), as the view would. Everything else (a URL that
+is not a valid widget request, an error, any body, another method) goes to Flask unchanged. Notes
+live no longer than the in-process TTL and are all dropped whenever this worker learns of a
+change, so they never outlive what they point at.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from werkzeug.datastructures import Accept
 from werkzeug.http import parse_accept_header
 
 from storefront import metrics
-from storefront.cache import CachedRender, RenderCache
+from storefront.cache import CachedRender, CacheResult, RenderCache
 from storefront.freshness import LocalFreshness
 from storefront.web.request_log import (
     REQUEST_ID_PATTERN,
@@ -150,12 +151,17 @@ class HotPath:
     """WSGI middleware: answers remembered URLs from the in-process tier, else calls ``app``."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], targets: HotTargets,
-                 resolve: Callable[[dict[str, Any], str], HotTarget | None] | None = None) -> None:
+                 resolve: Callable[[dict[str, Any], str], HotTarget | None] | None = None,
+                 render_miss: Callable[[dict[str, Any], str, HotTarget],
+                                       tuple[HotTarget, CacheResult] | None] | None = None) -> None:
         self.app = app
         self.targets = targets
         # For a URL not noted yet: its target if the request is valid and its inputs are known
         # without rendering (storefront/web/widgets.py), else None and Flask answers.
         self.resolve = resolve
+        # For a noted URL that no tier holds: the render cache's answer (rendered once per key) and
+        # the URL's current target, or None when it failed; Flask then answers with what it met.
+        self.render_miss = render_miss
         self._encodings: dict[str, str] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -171,20 +177,35 @@ class HotPath:
                 local = self.targets.local
                 entry = local.get(target.key) if local is not None else None
                 if entry.__class__ is CachedRender:
-                    return self._answer(environ, start_response, target, entry, method, started, "local")
+                    return self._answer(environ, start_response, target, entry, method, started, "local",
+                                        local_hit=True)
                 if entry is None and self.targets.cache.shared is not None:
                     # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
                     result = self.targets.cache.shared_hit(target.key, target.tags)
                     if result is not None:
                         return self._answer(environ, start_response, target, result.entry, method, started,
                                             "redis")
+                if self.render_miss is not None:
+                    # A miss (or a copy due for refresh): the render cache decides, as for the view.
+                    missed = self.render_miss(environ, raw_target, target)
+                    if missed is not None:
+                        target, result = missed
+                        return self._answer(environ, start_response, target, result.entry, method, started,
+                                            result.tier, result.status)
         return self.app(environ, start_response)
 
     def _answer(self, environ: dict[str, Any], start_response: Callable[..., Any], target: HotTarget,
-                entry: CachedRender, method: str, started: float, tier: str) -> Iterable[bytes]:
+                entry: CachedRender, method: str, started: float, tier: str, cache: str = "HIT",
+                local_hit: bool = False) -> Iterable[bytes]:
+        """The response for ``entry``; ``local_hit``: counted here as an in-process hit (the render
+        cache counts what it answers itself)."""
         incoming = environ.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and REQUEST_ID_PATTERN.fullmatch(incoming) else new_request_id()
-        headers = [*target.headers, ("ETag", entry.etag), ("X-Cache", "HIT"), ("X-Request-ID", request_id)]
+        headers = [*target.headers, ("ETag", entry.etag), ("X-Cache", cache), ("X-Request-ID", request_id)]
+        render_ms = None
+        if cache == "MISS":
+            render_ms = round(entry.render_ms, 3)
+            headers.append(("Server-Timing", f"render;dur={entry.render_ms:.2f}"))
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
         if if_none_match and _etag_matches(if_none_match, entry.etag):
             status, status_line, body = 304, "304 NOT MODIFIED", b""
@@ -198,14 +219,18 @@ class HotPath:
             status, status_line = 200, "200 OK"
         start_response(status_line, headers)
         elapsed = time.perf_counter() - started
-        metrics.HOT_PATH.hit(tier == "local", elapsed)
+        metrics.HOT_PATH.answered(local_hit, elapsed)
         handler = direct_access_handler()
         if handler is not None:
+            tail = target.log.tails.get(tier) if cache == "HIT" else None
+            if tail is None:
+                tail = json_fields({**dict(target.log.fields), "cache": cache, "tier": tier,
+                                    "render_ms": render_ms})
             handler.write_line(access_line(time.time(), request_id, method, target.log.path_json, status,
-                                           round(elapsed * 1000, 3), target.log.tails[tier]))
+                                           round(elapsed * 1000, 3), tail))
         else:
             log_request(request_id, method, environ.get("PATH_INFO", ""), status, elapsed,
-                        {**dict(target.log.fields), "cache": "HIT", "tier": tier, "render_ms": None})
+                        {**dict(target.log.fields), "cache": cache, "tier": tier, "render_ms": render_ms})
         # No body, no item: gunicorn would send an empty item with a system call of its own.
         return [body] if body and method != "HEAD" else []
 

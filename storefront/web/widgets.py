@@ -16,6 +16,8 @@ from storefront.web.widget_request import WidgetRequest, parse_widget_request
 from storefront.widget_lookup import Missing
 
 blueprint = Blueprint("widgets", __name__)
+# Where render_hot_miss leaves the exception it met, for the view to raise.
+HOT_PATH_ERROR = "storefront.hot_path_error"
 
 
 def _has_body() -> bool:
@@ -33,6 +35,9 @@ def widget(shop: str, filename: str) -> Response:
     generation = services.freshness.generation
     log_fields = {"shop": widget_request.shop, "kind": widget_request.kind, "format": widget_request.fmt}
     annotate(**log_fields)
+    hot_path_error = environ.pop(HOT_PATH_ERROR, None)
+    if hot_path_error is not None:
+        raise hot_path_error  # met by render_hot_miss for this very request: answered as the view's own
     result, key = fetch_render(services, widget_request)
     annotate(cache=result.status, tier=result.tier,
              render_ms=round(result.entry.render_ms, 3) if result.status == "MISS" else None)
@@ -44,6 +49,26 @@ def widget(shop: str, filename: str) -> Response:
     return widget_response(services, widget_request, result)
 
 
+def _hot_widget_request(environ: dict[str, Any], raw_target: str) -> WidgetRequest:
+    """The view's parsing and validation of a GET or HEAD without a body, from the WSGI environ.
+
+    Raises ApiError for anything the view would refuse, routing included.
+    """
+    parts = environ.get("PATH_INFO", "").split("/")
+    if len(parts) != 6 or parts[1] != "v1" or parts[2] != "shops" or parts[4] != "widgets" \
+            or not parts[3] or not parts[5]:
+        raise ApiError(404, "no such resource")
+    return parse_widget_request(parts[3], parts[5], raw_target.partition("?")[0],
+                                environ.get("QUERY_STRING", ""), False)
+
+
+def _remember(services: Services, raw_target: str, req: WidgetRequest, key: str, path: str,
+              generation: int) -> HotTarget | None:
+    fields = {"shop": req.shop, "kind": req.kind, "format": req.fmt}
+    return services.hot_targets.remember(raw_target, key, services.renders.headers_for(req), path, fields,
+                                         generation)
+
+
 def resolve_hot_target(services: Services, environ: dict[str, Any], raw_target: str) -> HotTarget | None:
     """The hot path's note for a widget URL this worker has not answered yet, made without Flask.
 
@@ -53,24 +78,42 @@ def resolve_hot_target(services: Services, environ: dict[str, Any], raw_target: 
     database to say more (an invalid request, an unknown shop or product, the store down) gives
     None, and the view answers it as usual.
     """
-    path = environ.get("PATH_INFO", "")
-    parts = path.split("/")
-    if len(parts) != 6 or parts[1] != "v1" or parts[2] != "shops" or parts[4] != "widgets" \
-            or not parts[3] or not parts[5]:
-        return None
     services.start_request()
     generation = services.freshness.generation
     try:
-        req = parse_widget_request(parts[3], parts[5], raw_target.partition("?")[0],
-                                   environ.get("QUERY_STRING", ""), False)
+        req = _hot_widget_request(environ, raw_target)
         inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
     except (ApiError, Missing, StoreUnavailable):
         return None
     finally:
         services.close_request()
-    fields = {"shop": req.shop, "kind": req.kind, "format": req.fmt}
-    return services.hot_targets.remember(raw_target, services.renders.key_for(req, inputs),
-                                         services.renders.headers_for(req), path, fields, generation)
+    return _remember(services, raw_target, req, services.renders.key_for(req, inputs),
+                     environ.get("PATH_INFO", ""), generation)
+
+
+def render_hot_miss(services: Services, environ: dict[str, Any], raw_target: str,
+                    target: HotTarget) -> tuple[HotTarget, CacheResult] | None:
+    """For the hot path: a noted URL that no cache tier holds, answered as the view would, without Flask.
+
+    A miss costs routing and Flask's request machinery too (about a sixth of a cold miss). On any
+    error (an unknown product, the store down with no last good copy, a failed render) this gives
+    None and leaves the exception in the environ: the view raises it, so Flask's error handlers
+    answer it exactly as if the view had met it, without reading or rendering a second time.
+    """
+    services.start_request()
+    generation = services.freshness.generation
+    try:
+        req = _hot_widget_request(environ, raw_target)
+        result, key = fetch_render(services, req)
+    except Exception as error:
+        environ[HOT_PATH_ERROR] = error
+        return None
+    finally:
+        services.close_request()
+    if key is not None and key != target.key and result.status != "STALE":
+        # The lookup moved on (a change arrived): the note follows it.
+        target = _remember(services, raw_target, req, key, environ.get("PATH_INFO", ""), generation) or target
+    return target, result
 
 
 def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, str | None]:

@@ -12,22 +12,61 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 VOLATILE = {"X-Request-ID", "X-Cache", "Server-Timing", "Date"}
 
 
-def test_hot_answer_equals_the_flask_answer(seeded_app) -> None:  # type: ignore[no-untyped-def]
+def test_hot_answers_equal_the_flask_answer(seeded_app) -> None:  # type: ignore[no-untyped-def]
     client = seeded_app.test_client()
     services = seeded_app.extensions["storefront"]
-    for encoding in ("gzip", "br", "identity"):
+    hot_path = seeded_app.wsgi_app
+
+    def forget() -> None:
         services.hot_targets.clear()
         services.cache.local.clear()
         services.lookup.clear()
-        first = client.get(JS, headers={"Accept-Encoding": encoding})
-        assert first.headers["X-Cache"] == "MISS"
-        assert services.hot_targets.get(JS) is not None
+
+    for encoding in ("gzip", "br", "identity"):
+        forget()
+        seeded_app.wsgi_app = hot_path.app  # Flask alone: the view renders
+        try:
+            by_flask = client.get(JS, headers={"Accept-Encoding": encoding})
+        finally:
+            seeded_app.wsgi_app = hot_path
+        assert by_flask.headers["X-Cache"] == "MISS" and services.hot_targets.get(JS) is not None
+        forget()
+        hot_miss = client.get(JS, headers={"Accept-Encoding": encoding})  # rendered before Flask
+        assert hot_miss.headers["X-Cache"] == "MISS"
+        assert hot_miss.headers["Server-Timing"].startswith("render;dur=")
         hot = client.get(JS, headers={"Accept-Encoding": encoding})
         assert hot.headers["X-Cache"] == "HIT"
-        assert hot.data == first.data
-        strip = {k: v for k, v in first.headers.items() if k not in VOLATILE}
-        assert {k: v for k, v in hot.headers.items() if k not in VOLATILE} == strip
+        strip = {k: v for k, v in by_flask.headers.items() if k not in VOLATILE}
+        for answer in (hot_miss, hot):
+            assert answer.data == by_flask.data
+            assert {k: v for k, v in answer.headers.items() if k not in VOLATILE} == strip
+        assert set(hot_miss.headers.keys()) == set(by_flask.headers.keys())
     assert gzip.decompress(client.get(JS, headers={"Accept-Encoding": "gzip"}).data)
+
+
+def test_an_error_met_rendering_on_the_hot_path_is_answered_by_flask_once(seeded_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from storefront.store import StoreUnavailable
+
+    client = seeded_app.test_client()
+    services = seeded_app.extensions["storefront"]
+    assert client.get(JS).headers["X-Cache"] == "MISS"
+    events: list[str] = []
+    seeded_app.before_request(lambda: events.append("flask") and None)
+
+    def store_down(shop: str, kind: str, product_id: int | None, versions: str | None = None) -> None:
+        events.append("read")
+        raise StoreUnavailable("sqlite database unavailable: disk I/O error")
+
+    # The URL and its lookup are known; the render's own read fails and there is no last good copy.
+    services.cache.local.clear()
+    monkeypatch.setattr(services.lookup, "read", store_down)
+    down = client.get(JS, headers={"X-Request-ID": "down-1"})
+    assert down.status_code == 503 and down.json["error"] == "unavailable"
+    assert down.headers["Retry-After"] and down.headers["X-Request-ID"] == "down-1"
+    # Read once, before Flask: the view raised what the hot path met instead of reading again.
+    assert events == ["read", "flask"]
+    monkeypatch.undo()
+    assert client.get(JS).status_code == 200
 
 
 def test_hot_304_head_and_request_id(seeded_app) -> None:  # type: ignore[no-untyped-def]
@@ -79,8 +118,8 @@ def test_hot_path_metrics_reach_prometheus_as_observe_would(seeded_app) -> None:
     sum_before = sample("storefront_request_duration_seconds_sum", endpoint="widgets")
     for _ in range(3):
         assert client.get(JS).headers["X-Cache"] == "HIT"
-    metrics.HOT_PATH.hit(True, 0.0007)  # lands in le=0.001, not le=0.0005
-    metrics.HOT_PATH.hit(False, 7.0)  # past the last bound: +Inf only, and no local hit
+    metrics.HOT_PATH.answered(True, 0.0007)  # lands in le=0.001, not le=0.0005
+    metrics.HOT_PATH.answered(False, 7.0)  # past the last bound: +Inf only, and no local hit
     metrics.HOT_PATH.flush()
     assert sample("storefront_cache_requests_total", tier="local", result="hit") == hits_before + 4
     assert sample(bucket, endpoint="widgets", le="+Inf") == before["+Inf"] + 5

@@ -141,10 +141,14 @@ def test_a_url_new_to_this_worker_is_answered_from_redis_without_flask(shared_ap
         assert bad.status_code == 400 and bad.json["fields"]
         missing = client.get(JS.replace("7001000000001", "7001000000999"))
         assert missing.status_code == 404
-        # A demo product nobody rendered yet: a miss, rendered by the view.
-        other_product = client.get(JS.replace("7001000000001", "7001000000002"))
+        # A demo product nobody rendered yet: a miss, rendered before Flask too, with the view's headers.
+        other_product = client.get(JS.replace("7001000000001", "7001000000002"),
+                                   headers={"Accept-Encoding": "br"})
         assert other_product.status_code == 200 and other_product.headers["X-Cache"] == "MISS"
-        assert through_flask == ["flask"] * 3
+        assert other_product.headers["Server-Timing"].startswith("render;dur=")
+        assert other_product.headers["Content-Encoding"] == "br"
+        assert set(other_product.headers.keys()) == set(first.headers.keys())
+        assert through_flask == ["flask"] * 2
     finally:
         listener = other.extensions["storefront"]._listener
         if listener is not None:
