@@ -96,9 +96,10 @@ class WidgetRenders:
 
         def render() -> tuple[bytes, str]:
             started = time.perf_counter()
-            # Versions read later can only be newer: the bytes under this key are never older
-            # than the key says.
-            full = inputs if inputs.complete else self.lookup.read(req.shop, req.kind, req.product_id)
+            # The documents read with these very versions, else read now (versions read later can
+            # only be newer): the bytes under this key are never older than the key says.
+            full = inputs if inputs.complete else self.lookup.read(req.shop, req.kind, req.product_id,
+                                                                  inputs.versions)
             rendered = render_widget(
                 req.kind, req.fmt, shop=full.shop, settings=full.settings,
                 settings_version=full.settings_version, product=full.product, locale=locale,

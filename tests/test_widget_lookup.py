@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
 
@@ -52,6 +53,43 @@ def test_kept_lookups_answer_like_a_read_without_documents(store: Store) -> None
         assert (answer.settings, answer.product, answer.complete) == (None, None, False)
     assert read.complete and read.settings is not None and read.product is not None
     assert lookup.lookup(SHOP, "loyalty", None).versions == lookup.read(SHOP, "loyalty", None).versions
+
+
+def test_a_render_after_a_lookup_on_the_same_thread_decodes_instead_of_reading(store: Store,
+                                                                              monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    lookup = WidgetLookup(store, 60, 60)
+    product_id = FIRST_ID + 7
+    reads: list[int | None] = []
+    real_read = store.get_widget_inputs
+
+    def counted(shop: str, kind: str, wanted: int | None):  # type: ignore[no-untyped-def]
+        reads.append(wanted)
+        return real_read(shop, kind, wanted)
+
+    monkeypatch.setattr(store, "get_widget_inputs", counted)
+    expected = lookup.read(SHOP, "subscription", product_id)
+    assert reads == [product_id]
+    found = lookup.lookup(SHOP, "subscription", product_id)
+    # The documents the versions came with: decoded, not read again, and complete.
+    handed = lookup.read(SHOP, "subscription", product_id, found.versions)
+    assert reads == [product_id] and handed == expected
+    # Handed over once; and only for the same widget at the same versions.
+    assert lookup.read(SHOP, "subscription", product_id, found.versions) == expected
+    assert reads == [product_id, product_id]
+    lookup.clear()
+    found = lookup.lookup(SHOP, "subscription", product_id)
+    lookup.read(SHOP, "subscription", product_id, found.versions + "0")
+    lookup.read(SHOP, "subscription", product_id, found.versions)
+    assert reads == [product_id] * 4
+    # Per thread: another thread's render reads for itself.
+    lookup.clear()
+    found = lookup.lookup(SHOP, "subscription", product_id)
+    other = threading.Thread(target=lambda: lookup.read(SHOP, "subscription", product_id, found.versions))
+    other.start()
+    other.join()
+    assert reads == [product_id] * 5
+    assert lookup.read(SHOP, "subscription", product_id, found.versions) == expected
+    assert reads == [product_id] * 5
 
 
 def test_products_of_one_shop_share_its_part(store: Store) -> None:

@@ -79,11 +79,15 @@ class WidgetInputs(NamedTuple):
 
 
 class WidgetVersions(NamedTuple):
-    """What a cache key needs of a widget's inputs: the shop and the versions, not the documents."""
+    """What a cache key needs of a widget's inputs: the shop and the versions, documents undecoded."""
 
     shop: Shop | None
     product_version: int | None  # None: no product asked for, or it does not exist
     published_version: int | None  # None: never published
+    # (product document, published settings) as the stored JSON text, read in the same statement
+    # as the versions, each None where the version is; the whole pair None when this store did not
+    # read them. Decoding is left to a render: most lookups end in a cache hit and never need them.
+    documents: tuple[str | None, str | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +194,11 @@ class Store(abc.ABC):
         return WidgetInputs(record, product, self.get_widget(shop, kind).published)
 
     def get_widget_versions(self, shop: str, kind: str, product_id: int | None) -> WidgetVersions:
-        """``get_widget_inputs`` without the product and settings documents (nothing to decode).
+        """``get_widget_inputs`` without decoding the product and settings documents.
 
-        A cache hit needs only the versions; the documents are read again by a render.
+        A cache hit needs only the versions. SQL stores also return the documents' text from the
+        same statement (``documents``), for a render that follows to decode instead of reading
+        again; this fallback does not, and a render reads them itself.
         """
         record, product, published = self.get_widget_inputs(shop, kind, product_id)
         return WidgetVersions(record, product.version if product is not None else None,

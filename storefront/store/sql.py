@@ -103,10 +103,11 @@ _SELECT_WIDGET_INPUTS = (
     " s.created_at, s.updated_at, p.product_id, p.document, p.version, p.updated_at,"
     " v.version, v.settings, v.published_at" + _WIDGET_JOINS
 )
-# The same without the documents: a cache key needs the versions only.
+# The same with the versions first and the documents last, left undecoded (WidgetVersions):
+# a cache key needs the versions only, and a render that follows the documents as read with them.
 _SELECT_WIDGET_VERSIONS = (
     "SELECT s.shop, s.name, s.currency, s.money_format, s.default_locale, s.locales, s.version,"
-    " s.created_at, s.updated_at, p.version, v.version" + _WIDGET_JOINS
+    " s.created_at, s.updated_at, p.version, v.version, p.document, v.settings" + _WIDGET_JOINS
 )
 # Both for MySQL, their scalar columns packed into one JSON array (MySQLStore._widget_row).
 _PACKED_SHOP = (
@@ -117,7 +118,8 @@ _SELECT_WIDGET_INPUTS_PACKED = (
     " s.locales, p.document, v.settings" + _WIDGET_JOINS
 )
 _SELECT_WIDGET_VERSIONS_PACKED = (
-    f"SELECT JSON_ARRAY({_PACKED_SHOP}, p.version, v.version), s.locales" + _WIDGET_JOINS
+    f"SELECT JSON_ARRAY({_PACKED_SHOP}, p.version, v.version), s.locales, p.document, v.settings"
+    + _WIDGET_JOINS
 )
 _SELECT_WIDGET = (
     "SELECT w.draft, w.draft_updated_at, v.version, v.settings, v.published_at"
@@ -709,17 +711,17 @@ class SQLStore(Store):
         return self._run(lambda tx: self._read_widget(tx, shop, kind), write=False, one_statement=True)
 
     def _widget_row(
-        self, shop: str, kind: str, product_id: int | None, documents: bool
+        self, shop: str, kind: str, product_id: int | None, inputs: bool
     ) -> Sequence[Any] | None:
-        """The row of _SELECT_WIDGET_INPUTS (``documents``) or of _SELECT_WIDGET_VERSIONS."""
+        """The row of _SELECT_WIDGET_INPUTS (``inputs``) or of _SELECT_WIDGET_VERSIONS."""
         _check_kind(kind)
         # An id no row can have matches nothing, like no id at all (NULL never equals anything).
         wanted = product_id if product_id is not None and _storable_product_id(product_id) else None
-        sql = _SELECT_WIDGET_INPUTS if documents else _SELECT_WIDGET_VERSIONS
+        sql = _SELECT_WIDGET_INPUTS if inputs else _SELECT_WIDGET_VERSIONS
         return self._run(lambda tx: tx.one(sql, wanted, kind, shop), write=False, one_statement=True)
 
     def get_widget_inputs(self, shop: str, kind: str, product_id: int | None) -> WidgetInputs:
-        row = self._widget_row(shop, kind, product_id, documents=True)
+        row = self._widget_row(shop, kind, product_id, inputs=True)
         if row is None:
             return WidgetInputs(None, None, None)
         record = self._shop_record(row)
@@ -734,11 +736,11 @@ class SQLStore(Store):
         return WidgetInputs(record, product, published)
 
     def get_widget_versions(self, shop: str, kind: str, product_id: int | None) -> WidgetVersions:
-        row = self._widget_row(shop, kind, product_id, documents=False)
+        row = self._widget_row(shop, kind, product_id, inputs=False)
         if row is None:
             return WidgetVersions(None, None, None)
         return WidgetVersions(self._shop_record(row), None if row[9] is None else int(row[9]),
-                              None if row[10] is None else int(row[10]))
+                              None if row[10] is None else int(row[10]), (row[11], row[12]))
 
     def put_draft(self, shop: str, kind: str, settings: dict[str, Any]) -> WidgetState:
         _check_kind(kind)
@@ -1039,26 +1041,27 @@ class MySQLStore(SQLStore):
         connection.begin()
 
     def _widget_row(
-        self, shop: str, kind: str, product_id: int | None, documents: bool
+        self, shop: str, kind: str, product_id: int | None, inputs: bool
     ) -> Sequence[Any] | None:
         # PyMySQL decodes each result column's description in Python, about 10 us a column: more
         # than the rest of these queries' client time (sixteen columns: 350 against 190 us of CPU
         # with four). So MySQL sends the scalars as one JSON array, unpacked here into the same row.
         _check_kind(kind)
         wanted = product_id if product_id is not None and _storable_product_id(product_id) else None
-        sql = _SELECT_WIDGET_INPUTS_PACKED if documents else _SELECT_WIDGET_VERSIONS_PACKED
+        sql = _SELECT_WIDGET_INPUTS_PACKED if inputs else _SELECT_WIDGET_VERSIONS_PACKED
         row = self._run(lambda tx: tx.one(sql, wanted, kind, shop), write=False, one_statement=True)
         if row is None:
             return None
-        if documents:
+        if inputs:
             packed, locales, document, settings = row
             (*shop_fields, product_id, product_version, product_updated_at,
              published_version, published_at) = json.loads(packed)
             return (*shop_fields[:5], locales, *shop_fields[5:], product_id, document, product_version,
                     product_updated_at, published_version, settings, published_at)
-        packed, locales = row
+        packed, locales, document, settings = row
         *shop_fields, product_version, published_version = json.loads(packed)
-        return (*shop_fields[:5], locales, *shop_fields[5:], product_version, published_version)
+        return (*shop_fields[:5], locales, *shop_fields[5:], product_version, published_version, document,
+                settings)
 
     def _in_transaction(self, connection: Any) -> bool:
         return bool(connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)

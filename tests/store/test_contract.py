@@ -561,7 +561,13 @@ def test_get_widget_inputs_and_versions_carry_every_value_exactly(store: SQLStor
     assert inputs.shop == store.get_shop(shop)
     assert inputs.product == store.get_product(shop, biggest)
     assert inputs.published == store.get_widget(shop, "subscription").published
-    assert store.get_widget_versions(shop, "subscription", biggest) == (inputs.shop, 1, 1)
+    versions = store.get_widget_versions(shop, "subscription", biggest)
+    assert versions[:3] == (inputs.shop, 1, 1)
+    # The documents come along undecoded, as stored, for a render to decode.
+    product_text, settings_text = versions.documents
+    assert json.loads(product_text) == inputs.product.document
+    assert json.loads(settings_text) == inputs.published.settings
+    assert store.get_widget_versions(shop, "loyalty", None) == (inputs.shop, None, None, (None, None))
     assert store.get_widget_inputs(shop, "loyalty", None) == (inputs.shop, None, None)
 
 
@@ -589,8 +595,13 @@ def test_get_widget_versions_agrees_with_the_inputs_without_documents(store: SQL
         assert versions.shop == inputs.shop
         assert versions.product_version == (inputs.product.version if inputs.product else None)
         assert versions.published_version == (inputs.published.version if inputs.published else None)
-    assert store.get_widget_versions(shop, "subscription", document["id"])[1:] == (2, 1)
-    assert store.get_widget_versions("nobody.myshopify.com", "subscription", 5) == (None, None, None)
+        product_text, settings_text = versions.documents
+        assert (json.loads(product_text) if product_text else None) == (
+            inputs.product.document if inputs.product else None)
+        assert (json.loads(settings_text) if settings_text else None) == (
+            inputs.published.settings if inputs.published else None)
+    assert store.get_widget_versions(shop, "subscription", document["id"])[1:3] == (2, 1)
+    assert store.get_widget_versions("nobody.myshopify.com", "subscription", 5) == (None, None, None, None)
     with pytest.raises(ValueError):
         store.get_widget_versions(shop, "nonsense", 5)
 
