@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
@@ -121,6 +122,9 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     ``FLUSH_S`` seconds (as nginx's ``access_log ... buffer= flush=``), at once when ``MAX_PENDING``
     characters wait or a WARNING or worse arrives, and at exit (``logging.shutdown`` flushes).
     A process killed outright loses at most its last ``FLUSH_S`` of lines.
+
+    Adding a line takes no lock (a deque's append is atomic), so request threads never wait for
+    one another or for a write in progress; only writers of a batch take the handler's lock.
     """
 
     FLUSH_S = 0.5
@@ -129,7 +133,8 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self.setFormatter(JsonFormatter())
-        self._pending: list[str] = []
+        self._pending: collections.deque[str] = collections.deque()
+        # Approximate (updated without a lock): it only decides when a batch is big enough.
         self._pending_chars = 0
         self._flusher = ProcessLoop(self.flush, self.FLUSH_S, "log-flush")
 
@@ -143,12 +148,11 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_line(self, line: str, urgent: bool = False) -> None:
         """One formatted JSON line, written with the next batch (now, if ``urgent``)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._pending_chars += len(line) + 1
-            if urgent or self._pending_chars >= self.MAX_PENDING:
-                self._write_pending()
-                return
+        self._pending.append(line)
+        self._pending_chars += len(line) + 1
+        if urgent or self._pending_chars >= self.MAX_PENDING:
+            self.flush()
+            return
         self._flusher.ensure_running()
 
     def flush(self) -> None:
@@ -156,11 +160,18 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write_pending()
 
     def _write_pending(self) -> None:
+        # Caller holds the lock. Lines appended meanwhile either make this batch or wait for the next.
         pending = self._pending
-        if pending:
-            self._pending, self._pending_chars = [], 0
+        batch = []
+        try:
+            while True:
+                batch.append(pending.popleft())
+        except IndexError:
+            pass
+        if batch:
+            self._pending_chars = 0
             try:
-                self.stream.write(self.terminator.join(pending) + self.terminator)
+                self.stream.write(self.terminator.join(batch) + self.terminator)
             except Exception:  # a log line must never fail a request
                 pass
         try:
