@@ -40,7 +40,8 @@ _cache_children: dict[tuple[str, str], Any] = {}
 
 
 class HotPathMetrics:
-    """The hot path's hits and latencies, added up in plain Python and moved to the metrics each second.
+    """Answers, their latencies and the render cache's lookups, added up in plain Python and moved
+    to the metrics each second.
 
     In multiprocess mode every counter step writes an mmap'd file under a lock (about 3 us each,
     and a hit takes three), a large share of an answer that otherwise costs a few dict lookups.
@@ -63,6 +64,13 @@ class HotPathMetrics:
         self._local = 0
         self._buckets = [0] * len(self._bounds)
         self._seconds = 0.0
+        self._lookups: dict[tuple[str, str], int] = {}
+
+    def cache_lookup(self, tier: str, result: str) -> None:
+        """One render cache lookup (storefront_cache_requests_total), counted with the next flush."""
+        with self._lock:
+            self._lookups[(tier, result)] = self._lookups.get((tier, result), 0) + 1
+        self._flusher.ensure_running()
 
     def answered(self, local: bool, seconds: float) -> None:
         """An answer in ``seconds``; ``local``: a hit in the in-process tier (the render cache counts
@@ -77,10 +85,15 @@ class HotPathMetrics:
 
     def flush(self) -> None:
         with self._lock:
-            local, buckets, seconds = self._local, self._buckets, self._seconds
+            local, buckets, seconds, lookups = self._local, self._buckets, self._seconds, self._lookups
             self._reset()
         if local:
             self._local_hits.inc(local)
+        for labels, count in lookups.items():
+            child = _cache_children.get(labels)
+            if child is None:
+                child = _cache_children[labels] = CACHE_REQUESTS.labels(*labels)
+            child.inc(count)
         if seconds or any(buckets):
             # What ``observe`` does per value, once per bucket (prometheus_client's own fields,
             # pinned with the exact version in requirements.txt; tests/web/test_hot_path.py checks).
@@ -96,11 +109,7 @@ HOT_PATH = HotPathMetrics()
 def on_cache_event(name: str, **labels: Any) -> None:
     """The render cache's event hook, mapped onto counters."""
     if name == "cache":
-        label_values = (labels.get("tier", "unknown"), labels.get("result", "unknown"))
-        child = _cache_children.get(label_values)
-        if child is None:
-            child = _cache_children[label_values] = CACHE_REQUESTS.labels(*label_values)
-        child.inc()
+        HOT_PATH.cache_lookup(labels.get("tier", "unknown"), labels.get("result", "unknown"))
     elif name == "stale":
         STALE_SERVED.inc()
     elif name == "backend_error":
