@@ -41,6 +41,10 @@ Render = Callable[[], tuple[bytes, str]]
 _UNREAD = object()
 
 
+class _Absent(threading.local):
+    key: str | None = None
+
+
 class NotFoundRender(Exception):
     """Raised by a render callable when there is nothing to render (unknown shop or product).
 
@@ -105,6 +109,9 @@ class RenderCache:
         self._clock = clock
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
+        # The key this thread's last shared_hit found nothing under, for get_or_render to skip its
+        # GET. Safe even if stale: leading a render re-reads the key with the lock.
+        self._absent = _Absent()
         self._hook_failed_at = float("-inf")
         if shared is not None and shared.on_error is None:
             shared.on_error = self._backend_error
@@ -143,7 +150,10 @@ class RenderCache:
 
         seen: CachedRender | None = None
         if self.shared is not None:
-            found = decode_entry(self.shared.get(key))
+            # Redis held nothing under this key a moment ago (shared_hit, on this thread): the lock
+            # reads the key again in its own round trip, so a GET here would only repeat that read.
+            absent, self._absent.key = self._absent.key == key, None
+            found = None if absent else decode_entry(self.shared.get(key))
             now = self._clock()
             if found.__class__ is CachedRender:
                 if not self._should_refresh(found, now):
@@ -161,11 +171,14 @@ class RenderCache:
         """A current render under ``key`` from Redis alone, kept in this process too; None otherwise.
 
         For a caller that already knows the key (the hot path): anything else (a miss, a stale or
-        soon-to-expire copy, a remembered not-found, Redis down) is left to ``get_or_render``.
+        soon-to-expire copy, a remembered not-found, Redis down) is left to ``get_or_render``,
+        which skips its own GET when this found nothing under the key.
         """
         if self.shared is None:
             return None
-        found = decode_entry(self.shared.get(key))
+        value = self.shared.get(key)
+        self._absent.key = key if value is None else None
+        found = decode_entry(value)
         if found.__class__ is not CachedRender or self._should_refresh(found, self._clock()):
             return None
         return self._redis_hit(key, found, tags)

@@ -101,6 +101,26 @@ def test_another_worker_hits_the_shared_tier(build: Callable[..., RenderCache], 
     assert render.calls == 1
 
 
+@with_shared_tier
+def test_after_shared_hit_found_nothing_the_render_reads_only_with_its_lock(
+    build: Callable[..., RenderCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, other, render = build(), build(), Renderer()
+    gets: list[str] = []
+    real_get = cache.shared.get
+    monkeypatch.setattr(cache.shared, "get", lambda key: gets.append(key) or real_get(key))
+    assert cache.shared_hit("k") is None and gets == ["k"]
+    first = cache.get_or_render("k", render)
+    assert first.status == "MISS" and gets == ["k"]  # no second GET: the lock's round trip read it
+    # Knowing of nothing is never wrong for long: what another worker stores meanwhile is found
+    # with the lock, not rendered again.
+    assert cache.shared_hit("j") is None
+    stored = other.get_or_render("j", render)
+    found = cache.get_or_render("j", render)
+    assert (found.status, found.tier) == ("HIT", "redis") and found.entry == stored.entry
+    assert render.calls == 2 and gets == ["k", "j"]
+
+
 def test_a_copy_past_its_soft_expiry_is_refreshed(build: Callable[..., RenderCache], clock: Clock) -> None:
     cache, render = build(), Renderer()
     first = cache.get_or_render("k", render)
