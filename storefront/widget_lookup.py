@@ -41,7 +41,8 @@ class RenderInputs:
     product: dict[str, Any] | None
     versions: str
     # False for the copy kept in memory: it carries the versions (all a cache hit needs) but not
-    # the settings and product documents, which a render re-reads (see WidgetLookup.read).
+    # the settings and product documents, which a render decodes from what the lookup's read
+    # brought along on the same thread, or else reads again (see WidgetLookup.read).
     complete: bool = True
 
 

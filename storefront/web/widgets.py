@@ -121,7 +121,7 @@ def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, s
     last good copy, which has no current key."""
     try:
         inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
-        # A render re-reads its documents: the shop or product may be gone by then (Missing too).
+        # A render may read its documents again: the shop or product may be gone by then (Missing too).
         return services.renders.get(req, inputs)
     except Missing as missing:
         ttl = services.settings.negative_ttl_s
