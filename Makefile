@@ -47,7 +47,7 @@ lint: dev-venv
 test: dev-venv system-deps lint
 	$(BIN)/pytest
 
-# The origin against its baselines on pinned CPUs (bench/README.md): about 8 minutes, 10 at most.
+# The origin against its baselines on pinned CPUs (bench/README.md): about 5-6 minutes, 10 at most.
 bench: venv
 	@./bench/install-system-deps
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -1,7 +1,7 @@
 """`make bench`: the project and its baselines under load on pinned CPUs; a Markdown table and a JSON file.
 
 Run from the repository root with the project's virtualenv: ``.venv/bin/python -m bench.run``
-(``--help`` lists the knobs; ``--quick`` is a smoke run of about three minutes). bench/README.md
+(``--help`` lists the knobs; ``--quick`` is a smoke run of about 90 seconds). bench/README.md
 says what each scenario measures and why it is set up the way it is.
 """
 
