@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from bench import catalog, drivers, report
 from bench.drivers import Client, metric_sum
 from bench.servers import BIN, ROOT, Cpus, CpuUsage, Gunicorn, Nginx, RedisServer, Server, cpu_list, rss_bytes
+from storefront.metrics import HotPathMetrics
 
 SHOP = catalog.SHOP
 HOT_PATH = f"/v1/shops/{SHOP}/widgets/subscription.js?product={catalog.FIXTURE_ID}"
@@ -322,6 +323,9 @@ class Bench:
                     for server, server_runs in zip(servers, runs, strict=True)))
         results = [_over_rounds(server_runs) for server_runs in runs]
         if tiers and before is not None:
+            # Workers move their answer and cache-lookup counts to Prometheus each second
+            # (storefront/metrics.py): wait for every worker's last batch before reading them.
+            time.sleep(HotPathMetrics.FLUSH_S + 0.25)
             after = drivers.metrics(servers[0].url)
             self.results["tiers"][tiers] = _tier_shares(before, after, results[0]["requests"])
             redis_errors = _delta(before, after, "storefront_backend_errors_total", backend="redis")
