@@ -36,9 +36,6 @@ RENDER_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 
-_cache_children: dict[tuple[str, str], Any] = {}
-
-
 class HotPathMetrics:
     """Answers, their latencies and the render cache's lookups, added up in plain Python and moved
     to the metrics each second.
@@ -53,7 +50,6 @@ class HotPathMetrics:
     FLUSH_S = 1.0
 
     def __init__(self) -> None:
-        self._local_hits = CACHE_REQUESTS.labels("local", "hit")
         self._duration = REQUEST_DURATION.labels("widgets")
         self._bounds = list(self._duration._upper_bounds)
         self._lock = threading.Lock()
@@ -61,7 +57,6 @@ class HotPathMetrics:
         self._flusher = ProcessLoop(self.flush, self.FLUSH_S, "hot-path-metrics")
 
     def _reset(self) -> None:
-        self._local = 0
         self._buckets = [0] * len(self._bounds)
         self._seconds = 0.0
         self._lookups: dict[tuple[str, str], int] = {}
@@ -78,22 +73,18 @@ class HotPathMetrics:
         # The bucket prometheus_client's observe would pick: the first bound >= seconds.
         bucket = bisect.bisect_left(self._bounds, seconds)
         with self._lock:
-            self._local += local
+            if local:
+                self._lookups[("local", "hit")] = self._lookups.get(("local", "hit"), 0) + 1
             self._buckets[bucket] += 1
             self._seconds += seconds
         self._flusher.ensure_running()
 
     def flush(self) -> None:
         with self._lock:
-            local, buckets, seconds, lookups = self._local, self._buckets, self._seconds, self._lookups
+            buckets, seconds, lookups = self._buckets, self._seconds, self._lookups
             self._reset()
-        if local:
-            self._local_hits.inc(local)
         for labels, count in lookups.items():
-            child = _cache_children.get(labels)
-            if child is None:
-                child = _cache_children[labels] = CACHE_REQUESTS.labels(*labels)
-            child.inc(count)
+            CACHE_REQUESTS.labels(*labels).inc(count)
         if seconds or any(buckets):
             # What ``observe`` does per value, once per bucket (prometheus_client's own fields,
             # pinned with the exact version in requirements.txt; tests/web/test_hot_path.py checks).

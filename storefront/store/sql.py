@@ -1052,13 +1052,12 @@ class MySQLStore(SQLStore):
         row = self._run(lambda tx: tx.one(sql, wanted, kind, shop), write=False, one_statement=True)
         if row is None:
             return None
+        packed, locales, document, settings = row
         if inputs:
-            packed, locales, document, settings = row
             (*shop_fields, product_id, product_version, product_updated_at,
              published_version, published_at) = json.loads(packed)
             return (*shop_fields[:5], locales, *shop_fields[5:], product_id, document, product_version,
                     product_updated_at, published_version, settings, published_at)
-        packed, locales, document, settings = row
         *shop_fields, product_version, published_version = json.loads(packed)
         return (*shop_fields[:5], locales, *shop_fields[5:], product_version, published_version, document,
                 settings)

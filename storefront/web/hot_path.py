@@ -201,22 +201,11 @@ class HotPath:
         cache counts what it answers itself)."""
         incoming = environ.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and REQUEST_ID_PATTERN.fullmatch(incoming) else new_request_id()
-        headers = [*target.headers, ("ETag", entry.etag), ("X-Cache", cache), ("X-Request-ID", request_id)]
-        render_ms = None
-        if cache == "MISS":
-            render_ms = round(entry.render_ms, 3)
-            headers.append(("Server-Timing", f"render;dur={entry.render_ms:.2f}"))
-        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        if if_none_match and _etag_matches(if_none_match, entry.etag):
-            status, status_line, body = 304, "304 NOT MODIFIED", b""
-        else:
-            encoding = self._encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
-            body = encoded_body(entry, encoding)
-            if encoding != "identity":
-                headers.append(("Content-Encoding", encoding))
-            headers.append(("Content-Type", entry.content_type))
-            headers.append(("Content-Length", str(len(body))))
-            status, status_line = 200, "200 OK"
+        status, headers, body = widget_answer(target.headers, entry, cache, environ.get("HTTP_IF_NONE_MATCH"),
+                                              self._encoding(environ.get("HTTP_ACCEPT_ENCODING", "")))
+        headers.append(("X-Request-ID", request_id))
+        status_line = "200 OK" if status == 200 else "304 NOT MODIFIED"
+        render_ms = round(entry.render_ms, 3) if cache == "MISS" else None
         start_response(status_line, headers)
         elapsed = time.perf_counter() - started
         metrics.HOT_PATH.answered(local_hit, elapsed)
@@ -243,6 +232,28 @@ class HotPath:
                 self._encodings.clear()
             self._encodings[accept_encoding] = encoding
         return encoding
+
+
+def widget_answer(base_headers: Iterable[tuple[str, str]], entry: CachedRender, cache: str,
+                  if_none_match: str | None, encoding: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of a widget answer, for the hot path and the view alike.
+
+    ``base_headers``: the URL's own (Cache-Control, tags, Vary); ``cache``: the X-Cache status (a
+    MISS also says its render time in Server-Timing). A 304 when ``if_none_match`` holds the ETag,
+    answered from the header alone; else the body compressed for ``encoding``. X-Request-ID is the
+    caller's to add.
+    """
+    headers = [*base_headers, ("ETag", entry.etag), ("X-Cache", cache)]
+    if cache == "MISS":
+        headers.append(("Server-Timing", f"render;dur={entry.render_ms:.2f}"))
+    if if_none_match and _etag_matches(if_none_match, entry.etag):
+        return 304, headers, b""
+    body = encoded_body(entry, encoding)
+    if encoding != "identity":
+        headers.append(("Content-Encoding", encoding))
+    headers.append(("Content-Type", entry.content_type))
+    headers.append(("Content-Length", str(len(body))))
+    return 200, headers, body
 
 
 def encoded_body(entry: CachedRender, encoding: str) -> bytes:

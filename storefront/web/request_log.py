@@ -162,12 +162,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _write_pending(self) -> None:
         # Caller holds the lock. Lines appended meanwhile either make this batch or wait for the next.
         pending = self._pending
-        batch = []
-        try:
-            while True:
-                batch.append(pending.popleft())
-        except IndexError:
-            pass
+        batch = [pending.popleft() for _ in range(len(pending))]
         if batch:
             self._pending_chars = 0
             try:

@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from storefront.cache import CachedRender, CacheResult
+from storefront.cache import CacheResult
 from storefront.services import Services
 from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
-from storefront.web.hot_path import ENCODINGS, HotTarget, encoded_body, raw_request_target
+from storefront.web.hot_path import ENCODINGS, HotTarget, raw_request_target, widget_answer
 from storefront.web.request_log import annotate
 from storefront.web.widget_request import WidgetRequest, parse_widget_request
 from storefront.widget_lookup import Missing
@@ -135,18 +135,10 @@ def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, s
 
 
 def widget_response(services: Services, req: WidgetRequest, result: CacheResult) -> Response:
-    entry: CachedRender = result.entry
-    headers = services.renders.headers_for(req)
-    headers["ETag"] = entry.etag
-    headers["X-Cache"] = result.status
-    if result.status == "MISS":
-        headers["Server-Timing"] = f"render;dur={entry.render_ms:.2f}"
-    if request.if_none_match and request.if_none_match.contains_weak(entry.etag.strip('"')):
-        # Answered from the header alone: nothing is decompressed or rendered for a 304.
-        return Response(status=304, headers=headers)
     encoding = request.accept_encodings.best_match(ENCODINGS, default="identity") or "identity"
-    body = encoded_body(entry, encoding)
-    if encoding != "identity":
-        headers["Content-Encoding"] = encoding
+    status, headers, body = widget_answer(services.renders.headers_for(req).items(), result.entry,
+                                          result.status, request.headers.get("If-None-Match"), encoding)
+    if status == 304:
+        return Response(status=304, headers=headers)
     # For HEAD, werkzeug sends these headers (Content-Length included) and drops the body.
-    return Response(body, headers=headers, content_type=entry.content_type)
+    return Response(body, headers=headers)

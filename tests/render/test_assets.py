@@ -127,7 +127,5 @@ def test_size_report_uses_the_render_caches_compression() -> None:
     built = entry.CachedRender.build(body, "text/javascript", 1.0, 60)
     assert built.br == assets.brotli_compress(body)
     # A window just large enough for the body: the same bytes as the default 4 MiB window, or fewer.
-    import brotli
-
     assert len(built.br) <= len(brotli.compress(body, mode=brotli.MODE_TEXT, quality=assets.BROTLI_QUALITY))
     assert brotli.decompress(built.br) == body
