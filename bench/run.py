@@ -297,9 +297,10 @@ class Bench:
         seconds each; for the first server (the project) also the answering tiers from /metrics.
 
         The server CPU's speed drifts on a shared VM (up to 1.5x within a minute): interleaved short
-        runs put both sides of a ratio under the same drift, and the order alternates (AB, BA, AB...)
-        so that neither always runs first. Each server's figures are over all its rounds (see
-        ``_over_rounds``), with every round's own under ``rounds`` when there are several.
+        runs put both sides of a ratio under the same drift, and the order reverses each round (AB,
+        BA, AB...; ABC, CBA... for three) so that of any two servers neither always runs first. Each
+        server's figures are over all its rounds (see ``_over_rounds``), with every round's own under
+        ``rounds`` when there are several.
         """
         urls = [server.url + path for server in servers]
         if self.args.warmup > 0:
@@ -488,7 +489,8 @@ class Bench:
 
     def shared_tier_scenarios(self) -> None:
         """Flask-Caching's hot key, then the Zipf mix as shared-tier hits: the project with its
-        in-process tier off and Flask-Caching, both up, in interleaved rounds on the same keys."""
+        in-process tier off, Flask-Caching and the ceiling of any app making one Redis GET per
+        response (the bare callable plus that GET), all up, in interleaved rounds on the same keys."""
         zipf = self.results["zipf"]
         flask = self.flask_caching_server()
         server = self.project("project-shared-only", self.sqlite_url, self.sqlite_prefix, LOCAL_CACHE_BYTES=0)
@@ -504,12 +506,49 @@ class Bench:
         # The same for the project: Redis holds every key already, but each worker also keeps what it
         # looked up; every key once through this server, as through Flask-Caching, treats both alike.
         zipf["project_shared_only_keys_seen"] = self.warm_zipf(server)
-        log(f"Zipf, shared-tier hits: the project with its in-process tier off and Flask-Caching, "
-            f"{self.args.rounds} interleaved rounds")
-        zipf["project_shared_only"], zipf["flask_caching"] = self.measured_pair(
-            server, flask, "zipf.lua", *self.zipf_args(), tiers="zipf_shared_only", keys_per_round=True)
+        ceiling = self.bare_redis_get_server(server)
+        log(f"Zipf, shared-tier hits: the project with its in-process tier off, Flask-Caching and the bare "
+            f"callable with one Redis GET, {self.args.rounds} interleaved rounds")
+        # The ceiling in the same rounds as the other two: its ratio to Flask-Caching is under the
+        # same drift of the CPU's speed as the target's.
+        zipf["project_shared_only"], zipf["flask_caching"], zipf["bare_redis_get"] = self.measure(
+            (server, flask, ceiling), "zipf.lua", self.zipf_args(), path="", tiers="zipf_shared_only",
+            rounds=self.args.rounds, keys_per_round=True)
+        self.stop(ceiling)
         self.stop(flask)
         self.stop(server)
+
+    def bare_redis_get_server(self, project: Gunicorn) -> Gunicorn:
+        """The bare callable plus one Redis GET of a value the size of ``project``'s entry for the hot key."""
+        import redis
+
+        from storefront.cache.entry import MAGIC
+        from storefront.widget_renders import WidgetRenders
+
+        client = Client(project.url)
+        client.get(HOT_PATH, self.headers)  # in Redis now, if it had expired since
+        client.close()
+        prefix = project.env["STOREFRONT_REDIS_KEY_PREFIX"]
+        store = redis.Redis.from_url(self.redis_url)
+        # The hot key's renders (its lock and last-good pointer live under their own namespaces);
+        # only an encoded render, as a hit reads it, has the magic bytes.
+        pattern = prefix + WidgetRenders.purge_pattern(SHOP, "subscription", catalog.FIXTURE_ID)
+        values = [value for key in store.scan_iter(match=pattern, count=1000)
+                  if (value := store.get(key)) and value.startswith(MAGIC)]
+        if not values:
+            raise RuntimeError(f"no render of the hot key under {pattern!r} in Redis")
+        # Copied under a key of the bench's own, with no TTL: the project's entry may expire during
+        # the rounds (and is deleted with the run's prefix).
+        key = prefix + "bench-ceiling"
+        value = max(values, key=len)
+        store.set(key, value)
+        store.close()
+        self.results["zipf"]["bare_redis_get_value_bytes"] = len(value)
+        env = dict(self.base_env(), BENCH_CAPTURE=str(self.capture_path), BENCH_REDIS_GET_URL=self.redis_url,
+                   BENCH_REDIS_GET_KEY=key)
+        server = self.gunicorn("bare-redis-get", "bench.baselines.bare_redis_get:app", env, HOT_PATH)
+        self.check_same_bytes(server)
+        return server
 
     def flask_caching_server(self) -> Gunicorn | None:
         try:
