@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import secrets
+import socket
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -23,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from storefront import per_process
 from storefront.cache.breaker import CLOSED, OPEN, CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,27 @@ _LOCK_NAMESPACE = "lock:"
 _CONNECTION_OPTIONS: dict[str, Any] = {"protocol": 2, "driver_info": None}
 _FAILED = object()
 _SCAN_BATCH = 500
+
+
+class _KernelTimeoutConnection(redis.Connection):
+    """A TCP connection whose read and write timeouts the kernel keeps (SO_RCVTIMEO, SO_SNDTIMEO).
+
+    Python keeps a socket's timeout by polling before every send and receive: two more system
+    calls per round trip, about 20 us of server CPU per cache hit here (bench: a bare callable
+    plus one GET, with and without a timeout). On a blocking socket with kernel timeouts the
+    receive itself waits; a timeout fails it with EAGAIN, which ``_on_own_connection`` reports
+    as the TimeoutError it is. Used for this thread's own connections on Linux.
+    """
+
+    def _connect(self) -> socket.socket:
+        sock: socket.socket = super()._connect()
+        if self.socket_timeout:
+            seconds, fraction = divmod(self.socket_timeout, 1)
+            timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            sock.settimeout(None)
+        return sock
 
 
 class LockAttempt(NamedTuple):
@@ -167,10 +191,13 @@ class RedisCache:
         """``commands`` in one round trip on this thread's own connection; their replies, or the
         first error raised (a miss's lock and writes take this way too, as GETs do)."""
         connection = getattr(self._own, "connection", None)
-        if connection is None or self._own.pid != os.getpid():
+        if connection is None or self._own.pid != per_process.pid:
             pool = client.connection_pool
-            connection = pool.connection_class(**pool.connection_kwargs)
-            self._own.connection, self._own.pid = connection, os.getpid()
+            connection_class = pool.connection_class
+            if connection_class is redis.Connection and sys.platform.startswith("linux"):
+                connection_class = _KernelTimeoutConnection
+            connection = connection_class(**pool.connection_kwargs)
+            self._own.connection, self._own.pid = connection, per_process.pid
             with self._own_lock:
                 self._own_connections.add(connection)
         try:
@@ -179,10 +206,13 @@ class RedisCache:
             else:
                 connection.send_packed_command(connection.pack_commands(commands))
             return [connection.read_response() for _ in commands]
-        except BaseException:
+        except BaseException as exc:
             # Whatever state the socket is in (a timeout mid-reply, replies left unread after an
             # error), the next command starts afresh.
             connection.disconnect()
+            if isinstance(exc, RedisConnectionError) and isinstance(exc.__context__, BlockingIOError):
+                # A kernel-kept timeout ran out (_KernelTimeoutConnection): say so, as Python's would.
+                raise RedisTimeoutError(f"Timeout on the socket: {exc}") from exc
             raise
 
     def set(self, key: str, value: bytes, ttl_s: float) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -262,3 +265,19 @@ def test_get_keeps_one_connection_per_thread_and_recovers(private_redis) -> None
         raw.close()
     finally:
         cache.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel-kept timeouts are used on Linux")
+def test_a_threads_own_connection_waits_in_the_kernel_with_the_timeout(make_redis_cache: MakeCache) -> None:
+    # Python's own socket timeout polls before every send and receive; the GET of every shared-tier
+    # hit instead blocks in the receive, bounded by SO_RCVTIMEO (tests/cache/test_faults.py checks
+    # that a paused Redis still costs one timeout, reported as a TimeoutError).
+    cache = make_redis_cache()
+    cache.set("k", b"v", 10)
+    assert cache.get("k") == b"v"
+    sock = cache._own.connection._sock
+    assert sock.gettimeout() is None
+    seconds, microseconds = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    assert seconds + microseconds / 1e6 == pytest.approx(cache.timeout_s, abs=0.005)
+    seconds, microseconds = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))
+    assert seconds + microseconds / 1e6 == pytest.approx(cache.timeout_s, abs=0.005)
