@@ -20,7 +20,7 @@ def settings(tmp_path: Path, **overrides: object) -> Settings:
 def test_defaults_give_a_local_tier_only(tmp_path: Path) -> None:
     cache = create_render_cache(settings(tmp_path))
     assert isinstance(cache.local, LocalCache)
-    assert cache.local.max_bytes == 67108864 - 3 * (67108864 // 8)  # lookups, hot URLs, headroom
+    assert cache.local.max_bytes == 67108864 - 5 * (67108864 // 8)  # lookups, hot URLs, headroom
     assert cache.shared is None
     assert (cache.render_ttl_s, cache.stale_ttl_s, cache.local_ttl_s) == (3600, 604800, 5)
     assert (cache.lock_ttl_ms, cache.lock_wait_ms, cache.negative_ttl_s) == (5000, 1000, 60)
@@ -44,7 +44,7 @@ def test_every_number_comes_from_the_settings(tmp_path: Path) -> None:
     assert isinstance(shared, RedisCache)
     assert (shared.key_prefix, shared.connect_timeout_s, shared.timeout_s) == ("custom:", 0.07, 0.08)
     assert (shared.breaker.failure_threshold, shared.breaker.reset_s) == (4, 9)
-    assert cache.local.max_bytes == 1000000 - 3 * (1000000 // 8)
+    assert cache.local.max_bytes == 1000000 - 5 * (1000000 // 8)
     assert (cache.render_ttl_s, cache.stale_ttl_s, cache.local_ttl_s) == (120, 30, 2)
     assert (cache.lock_ttl_ms, cache.lock_wait_ms, cache.negative_ttl_s) == (700, 200, 15)
 
