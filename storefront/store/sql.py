@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pymysql
 from pymysql.constants import SERVER_STATUS
 
+from storefront import per_process
 from storefront.store.base import (
     WIDGET_KINDS,
     Conflict,
@@ -394,7 +395,7 @@ class SQLStore(Store):
         """This thread's open connection, reused across requests; a new one when there is none usable."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is not None:
-            if held.pid != os.getpid():
+            if held.pid != per_process.pid:
                 # Inherited through fork(): it belongs to the parent, never use or close it here.
                 held.finalizer.detach()
                 self._local.held = held = None
@@ -409,7 +410,7 @@ class SQLStore(Store):
                 self._discard_connection()
         # Taken before connecting: a file replaced in between then shows as changed, never the reverse.
         identity = self._identity()
-        held = _Held(self._connect(), os.getpid(), identity)
+        held = _Held(self._connect(), per_process.pid, identity)
         with self._all_lock:
             self._all.add(held)
         _keep_for_this_thread(held)
@@ -427,7 +428,7 @@ class SQLStore(Store):
 
     def release(self) -> None:
         held: _Held | None = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid() or not held.finalizer.alive:
+        if held is None or held.pid != per_process.pid or not held.finalizer.alive:
             return
         # _run always ends its transaction; a connection still in one would hold a stale snapshot
         # (and its locks) into the next request, so it is not kept.
