@@ -291,14 +291,22 @@ def _nginx_quote(value: str) -> str:
     return f"'{value}'"
 
 
-def _process_ticks(pids: list[int]) -> int:
+def _process_ticks(root: int) -> int:
+    """CPU clock ticks used so far by ``root``, its live descendants and the children it reaped.
+
+    gunicorn replaces a worker after max_requests: the old one's time then moves into the master's
+    cutime/cstime as it is reaped, and the new one's counts from its start, so a worker replaced
+    during a run neither drops out of the run's figure nor makes it negative.
+    """
     ticks = 0
-    for pid in pids:
+    for pid in (root, *descendants(root)):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if pid == root:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped children
     return ticks
 
 
@@ -322,16 +330,16 @@ class CpuUsage:
     """
 
     def __init__(self, server: Server, cpus: frozenset[int]) -> None:
-        self.pids = [server.pid, *descendants(server.pid)]
+        self.root = server.pid
         self.cpus = cpus
         self.started = time.monotonic()
-        self.process_ticks = _process_ticks(self.pids)
+        self.process_ticks = _process_ticks(self.root)
         self.cpu_ticks = _cpu_ticks(cpus)
 
     def finish(self) -> dict[str, float]:
         wall = time.monotonic() - self.started
         hertz = os.sysconf("SC_CLK_TCK")
-        used = (_process_ticks(self.pids) - self.process_ticks) / hertz
+        used = (_process_ticks(self.root) - self.process_ticks) / hertz
         busy, total = _cpu_ticks(self.cpus)
         busy, total = busy - self.cpu_ticks[0], total - self.cpu_ticks[1]
         # The wall time lets figures of several runs be added up (run.py's rounds), weighted by it.
