@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import os
 import threading
 from typing import Any
@@ -37,14 +38,15 @@ RENDER_DURATION = Histogram(
 )
 
 class HotPathMetrics:
-    """Answers, their latencies and the render cache's lookups, added up in plain Python and moved
-    to the metrics each second.
+    """Answers, their latencies and the render cache's lookups, queued in plain Python and moved to
+    the metrics each second.
 
     In multiprocess mode every counter step writes an mmap'd file under a lock (about 3 us each,
     and a hit takes three), a large share of an answer that otherwise costs a few dict lookups.
-    Counted here, a hit costs a lock and three additions; a daemon thread in each process moves
-    the sums to the shared metrics every ``FLUSH_S`` seconds, and ``exposition`` flushes the
-    answering process first. Other workers' last second may therefore show up one scrape later.
+    Here a request only appends to a deque (atomic, no lock: threads never wait for one another);
+    a daemon thread in each process adds the queue up every ``FLUSH_S`` seconds, in one warm loop,
+    and moves the sums to the shared metrics, and ``exposition`` flushes the answering process
+    first. Other workers' last second may therefore show up one scrape later.
     """
 
     FLUSH_S = 1.0
@@ -52,46 +54,49 @@ class HotPathMetrics:
     def __init__(self) -> None:
         self._duration = REQUEST_DURATION.labels("widgets")
         self._bounds = list(self._duration._upper_bounds)
+        # (True: an in-process hit, seconds) per answer; (tier, result) per render cache lookup.
+        self._answers: collections.deque[tuple[bool, float]] = collections.deque()
+        self._lookups: collections.deque[tuple[str, str]] = collections.deque()
+        # Flushes (the loop and a scrape) take turns: each queued item is counted exactly once.
         self._lock = threading.Lock()
-        self._reset()
         self._flusher = ProcessLoop(self.flush, self.FLUSH_S, "hot-path-metrics")
-
-    def _reset(self) -> None:
-        self._buckets = [0] * len(self._bounds)
-        self._seconds = 0.0
-        self._lookups: dict[tuple[str, str], int] = {}
 
     def cache_lookup(self, tier: str, result: str) -> None:
         """One render cache lookup (storefront_cache_requests_total), counted with the next flush."""
-        with self._lock:
-            self._lookups[(tier, result)] = self._lookups.get((tier, result), 0) + 1
+        self._lookups.append((tier, result))
         self._flusher.ensure_running()
 
     def answered(self, local: bool, seconds: float) -> None:
         """An answer in ``seconds``; ``local``: a hit in the in-process tier (the render cache counts
         its own Redis hits and misses as it finds them)."""
-        # The bucket prometheus_client's observe would pick: the first bound >= seconds.
-        bucket = bisect.bisect_left(self._bounds, seconds)
-        with self._lock:
-            if local:
-                self._lookups[("local", "hit")] = self._lookups.get(("local", "hit"), 0) + 1
-            self._buckets[bucket] += 1
-            self._seconds += seconds
+        self._answers.append((local, seconds))
         self._flusher.ensure_running()
 
     def flush(self) -> None:
         with self._lock:
-            buckets, seconds, lookups = self._buckets, self._seconds, self._lookups
-            self._reset()
-        for labels, count in lookups.items():
-            CACHE_REQUESTS.labels(*labels).inc(count)
-        if seconds or any(buckets):
-            # What ``observe`` does per value, once per bucket (prometheus_client's own fields,
-            # pinned with the exact version in requirements.txt; tests/web/test_hot_path.py checks).
-            self._duration._sum.inc(seconds)
-            for index, count in enumerate(buckets):
-                if count:
-                    self._duration._buckets[index].inc(count)
+            # Only what was queued before now: items appended meanwhile wait for the next flush.
+            answers, lookups = self._answers, self._lookups
+            answered = [answers.popleft() for _ in range(len(answers))]
+            looked_up = [lookups.popleft() for _ in range(len(lookups))]
+            lookup_counts = collections.Counter(looked_up)
+            buckets = [0] * len(self._bounds)
+            seconds = 0.0
+            bounds = self._bounds
+            for local, elapsed in answered:
+                # The bucket prometheus_client's observe would pick: the first bound >= elapsed.
+                buckets[bisect.bisect_left(bounds, elapsed)] += 1
+                seconds += elapsed
+                if local:
+                    lookup_counts[("local", "hit")] += 1
+            for labels, count in lookup_counts.items():
+                CACHE_REQUESTS.labels(*labels).inc(count)
+            if answered:
+                # What ``observe`` does per value, once per bucket (prometheus_client's own fields,
+                # pinned with the exact version in requirements.txt; tests/web/test_hot_path.py checks).
+                self._duration._sum.inc(seconds)
+                for index, count in enumerate(buckets):
+                    if count:
+                        self._duration._buckets[index].inc(count)
 
 
 HOT_PATH = HotPathMetrics()

@@ -28,7 +28,6 @@ from storefront.cache import CachedRender, CacheResult, RenderCache
 from storefront.freshness import LocalFreshness
 from storefront.web.request_log import (
     REQUEST_ID_PATTERN,
-    access_line,
     direct_access_handler,
     json_fields,
     log_request,
@@ -215,8 +214,7 @@ class HotPath:
             if tail is None:
                 tail = json_fields({**dict(target.log.fields), "cache": cache, "tier": tier,
                                     "render_ms": render_ms})
-            handler.write_line(access_line(time.time(), request_id, method, target.log.path_json, status,
-                                           milliseconds(elapsed), tail))
+            handler.write_access(time.time(), request_id, method, target.log.path_json, status, elapsed, tail)
         else:
             log_request(request_id, method, environ.get("PATH_INFO", ""), status, elapsed,
                         {**dict(target.log.fields), "cache": cache, "tier": tier, "render_ms": render_ms})
@@ -254,15 +252,6 @@ def widget_answer(base_headers: Iterable[tuple[str, str]], entry: CachedRender, 
     headers.append(("Content-Type", entry.content_type))
     headers.append(("Content-Length", str(len(body))))
     return 200, headers, body
-
-
-def milliseconds(seconds: float) -> float:
-    """``seconds`` in milliseconds to the microsecond, as ``round(seconds * 1000, 3)`` gives them.
-
-    An integer over 1000 prints as its shortest decimal, like the rounded float, at a quarter
-    of the cost (``round`` with digits goes through decimal strings), once per access line.
-    """
-    return int(seconds * 1_000_000 + 0.5) / 1000
 
 
 def encoded_body(entry: CachedRender, encoding: str) -> bytes:

@@ -76,9 +76,18 @@ def log_request(request_id: str, method: str, path: str, status: int, elapsed_s:
     """A request's access line through ``logging`` (the hot path writes the same line itself)."""
     if log.isEnabledFor(logging.INFO):
         line: dict[str, Any] = {"request_id": request_id, "pid": per_process.pid, "method": method,
-                                "path": path, "status": status, "total_ms": round(elapsed_s * 1000, 3)}
+                                "path": path, "status": status, "total_ms": milliseconds(elapsed_s)}
         line.update(fields)
         log.info("request", extra={"fields": line})
+
+
+def milliseconds(seconds: float) -> float:
+    """``seconds`` in milliseconds to the microsecond, as ``round(seconds * 1000, 3)`` gives them.
+
+    An integer over 1000 prints as its shortest decimal, like the rounded float, at a quarter
+    of the cost (``round`` with digits goes through decimal strings), once per access line.
+    """
+    return int(seconds * 1_000_000 + 0.5) / 1000
 
 
 def log_time(created: float) -> str:
@@ -133,7 +142,8 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self.setFormatter(JsonFormatter())
-        self._pending: collections.deque[str] = collections.deque()
+        # Formatted lines, and the fields of access lines still to format (``write_access``).
+        self._pending: collections.deque[str | tuple[Any, ...]] = collections.deque()
         # Approximate (updated without a lock): it only decides when a batch is big enough.
         self._pending_chars = 0
         self._flusher = ProcessLoop(self.flush, self.FLUSH_S, "log-flush")
@@ -155,6 +165,21 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self._flusher.ensure_running()
 
+    def write_access(self, created: float, request_id: str, method: str, path_json: str, status: int,
+                     elapsed_s: float, tail: str) -> None:
+        """An access line (``access_line``'s fields), formatted when its batch is written.
+
+        Formatted one by one between requests, a line costs the hot path as much as the rest of an
+        in-process hit (its code and data gone cold from the caches in between); a batch formats
+        them all in one warm loop. The order of lines is kept.
+        """
+        self._pending.append((created, request_id, method, path_json, status, elapsed_s, tail))
+        self._pending_chars += _ACCESS_LINE_CHARS + len(path_json) + len(tail)
+        if self._pending_chars >= self.MAX_PENDING:
+            self.flush()
+            return
+        self._flusher.ensure_running()
+
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._write_pending()
@@ -162,7 +187,8 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _write_pending(self) -> None:
         # Caller holds the lock. Lines appended meanwhile either make this batch or wait for the next.
         pending = self._pending
-        batch = [pending.popleft() for _ in range(len(pending))]
+        batch = [line if line.__class__ is str else access_line(*line)
+                 for line in [pending.popleft() for _ in range(len(pending))]]
         if batch:
             self._pending_chars = 0
             try:
@@ -177,6 +203,8 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _root = logging.getLogger()
+# An access line's length besides its path and tail (time, id, names): it only sizes the batches.
+_ACCESS_LINE_CHARS = 190
 
 
 def direct_access_handler() -> JsonLineHandler | None:
@@ -202,7 +230,7 @@ def json_fields(fields: dict[str, Any]) -> str:
 
 
 def access_line(created: float, request_id: str, method: str, path_json: str, status: int,
-                total_ms: float, tail: str) -> str:
+                elapsed_s: float, tail: str) -> str:
     """The access log line JsonFormatter would write for these fields; ``tail`` from json_fields.
 
     ``request_id`` and ``method`` need no escaping (REQUEST_ID_PATTERN, GET/HEAD); ``path_json``
@@ -210,4 +238,4 @@ def access_line(created: float, request_id: str, method: str, path_json: str, st
     """
     return (f'{{"time":"{log_time(created)}","level":"info","logger":"storefront.access",'
             f'"message":"request","request_id":"{request_id}","pid":{per_process.pid},"method":"{method}",'
-            f'"path":{path_json},"status":{status},"total_ms":{total_ms}{tail}}}')
+            f'"path":{path_json},"status":{status},"total_ms":{milliseconds(elapsed_s)}{tail}}}')

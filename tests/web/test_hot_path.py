@@ -190,3 +190,29 @@ def test_a_hot_304_hands_the_server_no_body_item(seeded_app) -> None:  # type: i
     body = seeded_app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status))
     # An empty item would cost gunicorn a write of its own (a system call for nothing).
     assert statuses == ["304 NOT MODIFIED"] and list(body) == []
+
+
+def test_hot_path_metrics_count_every_answer_of_concurrent_threads() -> None:
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    from storefront import metrics
+
+    def hits() -> float:
+        return REGISTRY.get_sample_value("storefront_cache_requests_total",
+                                         {"tier": "local", "result": "hit"}) or 0.0
+
+    metrics.HOT_PATH.flush()
+    before = hits()
+    # Appends to the queue take no lock; a flush running meanwhile (the loop's, a scrape's)
+    # counts what was queued before it and leaves the rest for the next.
+    threads = [threading.Thread(target=lambda: [metrics.HOT_PATH.answered(True, 0.0001) for _ in range(5000)])
+               for _ in range(4)]
+    flusher = threading.Thread(target=lambda: [metrics.HOT_PATH.flush() for _ in range(50)])
+    for thread in [*threads, flusher]:
+        thread.start()
+    for thread in [*threads, flusher]:
+        thread.join()
+    metrics.HOT_PATH.flush()
+    assert hits() == before + 20_000

@@ -134,3 +134,16 @@ def test_hot_path_line_equals_the_formatter_line(seeded_app) -> None:  # type: i
         assert direct[field] == logged[field], field
     assert direct["cache"] == "HIT" and direct["tier"] == "local"
     assert direct["path"].endswith("subscription.js")
+
+
+def test_milliseconds_are_what_round_gives() -> None:
+    import random
+
+    from storefront.web.request_log import milliseconds
+
+    draw = random.Random(6)
+    for scale in (1e-5, 1e-4, 1e-3, 1e-2, 1.0, 40.0):
+        for _ in range(2000):
+            seconds = draw.random() * scale
+            assert milliseconds(seconds) == round(seconds * 1000, 3), seconds
+    assert repr(milliseconds(0.0001234)) == "0.123" and repr(milliseconds(1.5)) == "1500.0"
