@@ -133,14 +133,19 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "mean": round(statistics.fmean(ordered), 3), "max": round(ordered[-1], 3), "n": len(ordered)}
 
 
-def cold_latencies(base_url: str, paths: Iterable[str], headers: dict[str, str]) -> dict[str, object]:
+def cold_latencies(base_url: str, paths: Iterable[str], headers: dict[str, str],
+                   warm_up: Iterable[str] = (), settle_s: float = 0.0) -> dict[str, object]:
     """One request per never-requested key, one at a time on one connection: the origin's miss latency.
 
     Client time is measured around the whole request (loopback, keep-alive); the server's own figure
-    is the ``Server-Timing: render;dur=`` the project sends on a miss.
+    is the ``Server-Timing: render;dur=`` the project sends on a miss. ``warm_up``: paths asked
+    first on the same connection (so of the same worker) and not measured, then ``settle_s`` of rest.
     """
     client = Client(base_url)
     client.get("/healthz")
+    for path in warm_up:
+        client.get(path, headers)
+    time.sleep(settle_s)
     client_ms: list[float] = []
     server_ms: list[float] = []
     statuses: collections.Counter[str] = collections.Counter()
