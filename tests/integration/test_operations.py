@@ -41,12 +41,21 @@ def test_metrics_sum_every_workers_renders(tmp_path) -> None:  # type: ignore[no
         urls = [f"{server.url}/v1/shops/{SHOP}/widgets/{kind}.js?product={product}"
                 for _ in range(6) for product in PRODUCTS for kind in ("subscription", "bundle")]
 
-        def fetch(url: str) -> int:
-            return requests.get(url, headers={"Connection": "close"}, timeout=10).status_code
+        def fetch(url: str) -> tuple[int, str, str]:
+            reply = requests.get(url, headers={"Connection": "close"}, timeout=10)
+            # A request id starts with its process's own random prefix (storefront/web/request_log.py).
+            return reply.status_code, reply.headers["X-Cache"], reply.headers["X-Request-ID"][:16]
 
-        # Concurrent, so that the requests spread over the workers.
-        with ThreadPoolExecutor(max_workers=24) as pool:
-            assert set(pool.map(fetch, urls)) == {200}
+        # Concurrent, so that the requests spread over the workers; on a busy machine one worker
+        # may still take a whole burst, so another goes out until at least two workers rendered.
+        rendered_by: set[str] = set()
+        for _ in range(5):
+            with ThreadPoolExecutor(max_workers=24) as pool:
+                replies = list(pool.map(fetch, urls))
+            assert {status for status, _, _ in replies} == {200}
+            rendered_by |= {process for _, cache, process in replies if cache == "MISS"}
+            if len(rendered_by) >= 2:
+                break
         # Hot-path hits reach the shared metrics within HotPathMetrics.FLUSH_S (storefront/metrics.py).
         time.sleep(HotPathMetrics.FLUSH_S + 0.5)
         expected = None
