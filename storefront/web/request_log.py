@@ -161,11 +161,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_line(self, line: str, urgent: bool = False) -> None:
         """One formatted JSON line, written with the next batch (now, if ``urgent``)."""
         self._pending.append(line)
-        self._pending_chars += len(line) + 1
-        if urgent or self._pending_chars >= self.MAX_PENDING:
-            self.flush()
-            return
-        self._flusher.ensure_running()
+        self._queued(len(line) + 1, urgent)
 
     def write_access(self, created: float, request_id: str, method: str, path_json: str, status: int,
                      elapsed_s: float, tail: str) -> None:
@@ -176,8 +172,12 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         them all in one warm loop. The order of lines is kept.
         """
         self._pending.append((created, request_id, method, path_json, status, elapsed_s, tail))
-        self._pending_chars += _ACCESS_LINE_CHARS + len(path_json) + len(tail)
-        if self._pending_chars >= self.MAX_PENDING:
+        self._queued(_ACCESS_LINE_CHARS + len(path_json) + len(tail))
+
+    def _queued(self, chars: int, urgent: bool = False) -> None:
+        """A line of about ``chars`` characters was queued: write the batch now if it is due."""
+        self._pending_chars += chars
+        if urgent or self._pending_chars >= self.MAX_PENDING:
             self.flush()
             return
         self._flusher.ensure_running()
@@ -189,8 +189,10 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _write_pending(self) -> None:
         # Caller holds the lock. Lines appended meanwhile either make this batch or wait for the next.
         pending = self._pending
-        batch = [line if line.__class__ is str else access_line(*line)
-                 for line in [pending.popleft() for _ in range(len(pending))]]
+        batch = []
+        for _ in range(len(pending)):
+            line = pending.popleft()
+            batch.append(line if line.__class__ is str else access_line(*line))
         if batch:
             self._pending_chars = 0
             try:
