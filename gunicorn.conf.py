@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -92,13 +93,67 @@ def limit_malloc_arenas() -> bool:
     return True
 
 
-class DrainingThreadWorker(ThreadWorker):
-    """gthread, plus: on SIGTERM, first take every connection already waiting in the listen backlog.
+# In-process hits answered from gunicorn's parsed request, before it builds the WSGI environ
+# (StorefrontThreadWorker below); "0" turns that off, and every request takes the WSGI path.
+hot_answers_before_wsgi = os.environ.get("GUNICORN_HOT_ANSWERS_BEFORE_WSGI", "1") != "0"
 
-    Those clients have connected and sent their requests; closing the listener would reset
-    them. Taking them before accepting stops means a graceful shutdown (a deploy, a scale-in)
-    answers every request that reached the host before the signal.
+
+class StorefrontThreadWorker(ThreadWorker):
+    """gthread, plus two things.
+
+    On SIGTERM, first take every connection already waiting in the listen backlog: those clients
+    have connected and sent their requests, and closing the listener would reset them. Taking them
+    before accepting stops means a graceful shutdown (a deploy, a scale-in) answers every request
+    that reached the host before the signal.
+
+    A request for a URL the app holds in this worker's in-process tier is answered from the parsed
+    request (the app's ``answer_parsed``, storefront/web/hot_path.py), without the WSGI environ:
+    building it costs about as much as the whole answer. Everything else, and every request when
+    gunicorn writes its own access log (its lines are made from the environ), goes through WSGI.
     """
+
+    answer_parsed = None
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        hot_path = getattr(self.wsgi, "wsgi_app", None)
+        if hot_answers_before_wsgi and not self.cfg.accesslog:
+            self.answer_parsed = getattr(hot_path, "answer_parsed", None)
+
+    def handle_request(self, req, conn):
+        if self.answer_parsed is not None:
+            answer = self.answer_parsed(req.method, req.uri, req.headers)
+            if answer is not None:
+                return self.send_answer(req, conn, answer)
+        return super().handle_request(req, conn)
+
+    def send_answer(self, req, conn, answer):
+        """gthread's handle_request for an answer made already; True to keep the connection."""
+        status, headers, body = answer
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            resp = gunicorn_wsgi.Response(req, conn.sock, self.cfg)
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+                resp.force_close()
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            elif len(self.keepalived_conns) >= self.max_keepalived:
+                resp.force_close()
+            resp.start_response(status, headers)
+            for item in body:
+                resp.write(item)
+            resp.close()
+            return not resp.should_close()
+        finally:
+            try:
+                self.cfg.post_request(self, req, {}, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
 
     def set_accept_enabled(self, enabled):
         if not enabled and not self.alive:
@@ -117,4 +172,4 @@ class DrainingThreadWorker(ThreadWorker):
         super().set_accept_enabled(enabled)
 
 
-worker_class = DrainingThreadWorker
+worker_class = StorefrontThreadWorker

@@ -220,6 +220,15 @@ def main_table(results: dict[str, Any], targets: list[dict[str, Any]]) -> str:
         verdict("hot in-process hit vs bare WSGI"))
     row("If-None-Match revalidation (304)", "req/s (p99 ms)", throughput("revalidate"),
         verdict("304 revalidation vs bare WSGI"))
+    for section, label in (("hot", "one hot key"), ("revalidate", "304")):
+        ratio, per_cpu, rounds = _compare(_get(results, section, "project_wsgi_only"),
+                                          _get(results, section, "bare_wsgi"))
+        if ratio is not None:
+            row(f"{label}, every request through WSGI (`GUNICORN_HOT_ANSWERS_BEFORE_WSGI=0`)",
+                "req/s (p99 ms)",
+                [_rps(_get(results, section, "project_wsgi_only")), _rps(_get(results, section, "bare_wsgi")),
+                 "-", "-"],
+                ("", f"vs bare WSGI: {_shown_ratio(ratio, per_cpu, rounds)} (not a target)"))
     zipf_keys = _get(results, "zipf", "keys")
     zipf = f"Zipf over {zipf_keys:,} product keys" if zipf_keys else "Zipf over product keys"
     flask_zipf = _rps(_get(results, "zipf", "flask_caching"))

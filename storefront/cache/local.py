@@ -87,17 +87,19 @@ class LocalCache:
         self._invalidations = 0
         self._rejected = 0
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str, count_miss: bool = True) -> Any | None:
+        """The value kept for ``key``, or None; ``count_miss=False`` for a caller that, on None, asks
+        again the usual way (the miss is counted then)."""
         now = self._clock()
         with self._lock:
             item = self._items.get(key)
             if item is None:
-                self._misses += 1
+                self._misses += count_miss
                 return None
             if item.expires <= now:
                 self._remove(key, item)
                 self._expirations += 1
-                self._misses += 1
+                self._misses += count_miss
                 return None
             self._items.move_to_end(key)
             self._hits += 1

@@ -35,6 +35,8 @@ from storefront.web.request_log import (
 )
 
 ENCODINGS = ("br", "gzip", "identity")
+# A WSGI answer: status line, headers, body items.
+Answer = tuple[str, list[tuple[str, str]], list[bytes]]
 _MAX_ACCEPT_FORMS = 512
 
 
@@ -43,6 +45,7 @@ class LogShape:
     """What the access lines of one shop, widget and path share, made once for all their URLs."""
 
     fields: tuple[tuple[str, Any], ...]
+    path: str
     # The line's path as a JSON string, and its fields after total_ms, per answering tier.
     path_json: str
     tails: dict[str, str]
@@ -125,7 +128,7 @@ class HotTargets:
         shape = self._shapes.get((path, items))
         if shape is None:
             tail = json_fields(fields)
-            shape = LogShape(items, json_fields({"path": path})[len(',"path":'):],
+            shape = LogShape(items, path, json_fields({"path": path})[len(',"path":'):],
                              {tier: tail + json_fields({"cache": "HIT", "tier": tier, "render_ms": None})
                               for tier in ("local", "redis")})
             with self._lock:
@@ -173,39 +176,75 @@ class HotPath:
             if target is None and raw_target and self.resolve is not None and self.targets.enabled:
                 target = self.resolve(environ, raw_target)
             if target is not None:
+                request = (method, environ.get("HTTP_IF_NONE_MATCH"),
+                           environ.get("HTTP_ACCEPT_ENCODING", ""), environ.get("HTTP_X_REQUEST_ID"))
                 local = self.targets.local
                 entry = local.get(target.key) if local is not None else None
+                answer = None
                 if entry.__class__ is CachedRender:
-                    return self._answer(environ, start_response, target, entry, method, started, "local",
-                                        local_hit=True)
-                if entry is None and self.targets.cache.shared is not None:
+                    answer = self._answer(request, target, entry, started, "local", local_hit=True)
+                elif entry is None and self.targets.cache.shared is not None:
                     # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
                     result = self.targets.cache.shared_hit(target.key, target.tags)
                     if result is not None:
-                        return self._answer(environ, start_response, target, result.entry, method, started,
-                                            "redis")
-                if self.render_miss is not None:
+                        answer = self._answer(request, target, result.entry, started, "redis")
+                if answer is None and self.render_miss is not None:
                     # A miss (or a copy due for refresh): the render cache decides, as for the view.
                     missed = self.render_miss(environ, raw_target, target)
                     if missed is not None:
                         target, result = missed
-                        return self._answer(environ, start_response, target, result.entry, method, started,
-                                            result.tier, result.status)
+                        answer = self._answer(request, target, result.entry, started, result.tier,
+                                              result.status)
+                if answer is not None:
+                    start_response(answer[0], answer[1])
+                    return answer[2]
         return self.app(environ, start_response)
 
-    def _answer(self, environ: dict[str, Any], start_response: Callable[..., Any], target: HotTarget,
-                entry: CachedRender, method: str, started: float, tier: str, cache: str = "HIT",
-                local_hit: bool = False) -> Iterable[bytes]:
-        """The response for ``entry``; ``local_hit``: counted here as an in-process hit (the render
-        cache counts what it answers itself)."""
-        incoming = environ.get("HTTP_X_REQUEST_ID")
+    def answer_parsed(self, method: str, raw_target: str, headers: list[tuple[str, str]]) -> Answer | None:
+        """The answer to a request a server has parsed but not turned into a WSGI environ yet, when
+        this worker holds its render: status line, headers and body items; else None, and the server
+        goes on to call the app as usual.
+
+        gunicorn's worker (gunicorn.conf.py) asks this first: for an in-process hit, building the
+        environ costs as much as the rest of the answer. ``headers``: the request's, names in upper
+        case, as gunicorn parses them. Only in-process hits of noted URLs are answered here, so the
+        usual path never repeats a lookup or a Redis GET this one made.
+        """
+        started = time.perf_counter()
+        if method != "GET" and method != "HEAD":
+            return None
+        target = self.targets.get(raw_target)
+        local = self.targets.local
+        if target is None or local is None:
+            return None
+        if_none_match = accept_encoding = request_id = None
+        for name, value in headers:
+            if name == "IF-NONE-MATCH":
+                if_none_match = value if if_none_match is None else f"{if_none_match},{value}"
+            elif name == "ACCEPT-ENCODING":
+                accept_encoding = value if accept_encoding is None else f"{accept_encoding},{value}"
+            elif name == "X-REQUEST-ID":
+                request_id = value if request_id is None else f"{request_id},{value}"
+            elif name == "CONTENT-LENGTH" or name == "TRANSFER-ENCODING":
+                return None  # a body: Flask answers (and refuses) it
+        entry = local.get(target.key, count_miss=False)
+        if entry.__class__ is not CachedRender:
+            return None
+        return self._answer((method, if_none_match, accept_encoding or "", request_id),
+                            target, entry, started, "local", local_hit=True)
+
+    def _answer(self, request: tuple[str, str | None, str, str | None], target: HotTarget,
+                entry: CachedRender, started: float, tier: str, cache: str = "HIT",
+                local_hit: bool = False) -> Answer:
+        """Status line, headers and body items for ``entry``. ``request``: the method, If-None-Match,
+        Accept-Encoding and X-Request-ID; ``local_hit``: counted here as an in-process hit (the
+        render cache counts what it answers itself)."""
+        method, if_none_match, accept_encoding, incoming = request
         request_id = incoming if incoming and REQUEST_ID_PATTERN.fullmatch(incoming) else new_request_id()
-        status, headers, body = widget_answer(target.headers, entry, cache, environ.get("HTTP_IF_NONE_MATCH"),
-                                              self._encoding(environ.get("HTTP_ACCEPT_ENCODING", "")))
+        status, headers, body = widget_answer(target.headers, entry, cache, if_none_match,
+                                              self._encoding(accept_encoding))
         headers.append(("X-Request-ID", request_id))
-        status_line = "200 OK" if status == 200 else "304 NOT MODIFIED"
         render_ms = round(entry.render_ms, 3) if cache == "MISS" else None
-        start_response(status_line, headers)
         elapsed = time.perf_counter() - started
         metrics.HOT_PATH.answered(local_hit, elapsed)
         handler = direct_access_handler()
@@ -216,10 +255,11 @@ class HotPath:
                                     "render_ms": render_ms})
             handler.write_access(time.time(), request_id, method, target.log.path_json, status, elapsed, tail)
         else:
-            log_request(request_id, method, environ.get("PATH_INFO", ""), status, elapsed,
+            log_request(request_id, method, target.log.path, status, elapsed,
                         {**dict(target.log.fields), "cache": cache, "tier": tier, "render_ms": render_ms})
         # No body, no item: gunicorn would send an empty item with a system call of its own.
-        return [body] if body and method != "HEAD" else []
+        return ("200 OK" if status == 200 else "304 NOT MODIFIED", headers,
+                [body] if body and method != "HEAD" else [])
 
     def _encoding(self, accept_encoding: str) -> str:
         encoding = self._encodings.get(accept_encoding)
