@@ -413,8 +413,9 @@ class Bench:
             "/healthz")
         etag = self.capture["etag"]
         rounds = self.args.rounds
-        pairs = (("hot", "fixed.lua", (), "hot key"), ("revalidate", "revalidate.lua", (etag,), "revalidation (304)"))
-        for section, script, script_args, label in pairs:
+        scenarios = (("hot", "fixed.lua", (), "hot key"),
+                     ("revalidate", "revalidate.lua", (etag,), "revalidation (304)"))
+        for section, script, script_args, label in scenarios:
             log(f"{label}: the project, the bare WSGI callable and the project through WSGI only, "
                 f"{rounds} interleaved rounds")
             results = self.results[section]
