@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+from gunicorn import glogging
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -108,8 +109,9 @@ class StorefrontThreadWorker(ThreadWorker):
 
     A request for a URL the app holds in this worker's in-process tier is answered from the parsed
     request (the app's ``answer_parsed``, storefront/web/hot_path.py), without the WSGI environ:
-    building it costs about as much as the whole answer. Everything else, and every request when
-    gunicorn writes its own access log (its lines are made from the environ), goes through WSGI.
+    building it costs about as much as the whole answer. Everything else goes through WSGI, and
+    so does every request when gunicorn logs or counts requests itself (an access log, a logging
+    config or syslog that carries one, statsd): those are made per request from the environ.
     """
 
     answer_parsed = None
@@ -117,7 +119,9 @@ class StorefrontThreadWorker(ThreadWorker):
     def load_wsgi(self):
         super().load_wsgi()
         hot_path = getattr(self.wsgi, "wsgi_app", None)
-        if hot_answers_before_wsgi and not self.cfg.accesslog:
+        gunicorn_sees_requests = (type(self.log).access is not glogging.Logger.access
+                                  or self.log.access_log_enabled)
+        if hot_answers_before_wsgi and not gunicorn_sees_requests:
             self.answer_parsed = getattr(hot_path, "answer_parsed", None)
 
     def handle_request(self, req, conn):

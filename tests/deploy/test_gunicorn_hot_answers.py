@@ -8,6 +8,7 @@ the access-log opt-out all behave as gthread's own request handling does.
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,32 @@ def test_gunicorns_own_access_log_sees_every_request_through_wsgi(tmp_path: Path
         assert output.count(f'"GET {WIDGET} HTTP/1.1" 200') == 3
     finally:
         server.stop()
+
+
+def test_gunicorns_statsd_metrics_count_every_request_through_wsgi(tmp_path: Path) -> None:
+    # A real UDP socket standing in for the statsd daemon: gunicorn sends it one packet per metric.
+    statsd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    statsd.bind(("127.0.0.1", 0))
+    statsd.settimeout(0.2)
+    server, notes = start(tmp_path, "statsd",
+                          GUNICORN_CMD_ARGS=f"--statsd-host=127.0.0.1:{statsd.getsockname()[1]}")
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for _ in range(3):
+            connection.request("GET", WIDGET)
+            assert connection.getresponse().read()
+        connection.close()
+        assert widget_notes(notes, 3) == ["wsgi"] * 3
+        counted = 0
+        deadline = time.monotonic() + 5
+        while counted < 3 and time.monotonic() < deadline:
+            try:
+                packet = statsd.recv(4096)
+            except TimeoutError:
+                continue
+            counted += packet.count(b"gunicorn.requests:1|c")
+        # Start-up health checks count too: at least the widget's three.
+        assert counted >= 3
+    finally:
+        server.stop()
+        statsd.close()
