@@ -49,6 +49,16 @@ def widget_notes(notes: Path, count: int) -> list[str]:
         time.sleep(0.02)
 
 
+def widget_notes_after_three_gets(server: GunicornServer, notes: Path) -> list[str]:
+    """The widget three times on one keep-alive connection (a miss, then what would be two hits)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for _ in range(3):
+        connection.request("GET", WIDGET)
+        assert connection.getresponse().read()
+    connection.close()
+    return widget_notes(notes, 3)
+
+
 REQUESTS = [
     ("GET", {"Accept-Encoding": "gzip"}),
     ("GET", {"Accept-Encoding": "gzip"}),
@@ -136,12 +146,7 @@ def test_max_requests_counts_hits_answered_before_wsgi(tmp_path: Path) -> None:
 def test_gunicorns_own_access_log_sees_every_request_through_wsgi(tmp_path: Path) -> None:
     server, notes = start(tmp_path, "accesslog", GUNICORN_ACCESSLOG="-")
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        for _ in range(3):
-            connection.request("GET", WIDGET)
-            assert connection.getresponse().read()
-        connection.close()
-        assert widget_notes(notes, 3) == ["wsgi"] * 3
+        assert widget_notes_after_three_gets(server, notes) == ["wsgi"] * 3
         output = server.stop()
         assert output.count(f'"GET {WIDGET} HTTP/1.1" 200') == 3
     finally:
@@ -156,12 +161,7 @@ def test_gunicorns_statsd_metrics_count_every_request_through_wsgi(tmp_path: Pat
     server, notes = start(tmp_path, "statsd",
                           GUNICORN_CMD_ARGS=f"--statsd-host=127.0.0.1:{statsd.getsockname()[1]}")
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        for _ in range(3):
-            connection.request("GET", WIDGET)
-            assert connection.getresponse().read()
-        connection.close()
-        assert widget_notes(notes, 3) == ["wsgi"] * 3
+        assert widget_notes_after_three_gets(server, notes) == ["wsgi"] * 3
         counted = 0
         deadline = time.monotonic() + 5
         while counted < 3 and time.monotonic() < deadline:
