@@ -8,6 +8,7 @@ import threading
 import time
 
 from gunicorn import glogging
+from gunicorn import util as gunicorn_util
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -126,13 +127,22 @@ class StorefrontThreadWorker(ThreadWorker):
 
     def handle_request(self, req, conn):
         if self.answer_parsed is not None:
-            answer = self.answer_parsed(req.method, req.uri, req.headers)
+            try:
+                answer = self.answer_parsed(req.method, req.uri, req.headers)
+            except Exception:
+                # A fault of the shortcut must not cost the request: WSGI answers it, and Flask's
+                # error handling (and Sentry) sees whatever it meets there.
+                self.log.exception("Error answering before WSGI; answering through WSGI")
+                answer = None
             if answer is not None:
                 return self.send_answer(req, conn, answer)
         return super().handle_request(req, conn)
 
     def send_answer(self, req, conn, answer):
-        """gthread's handle_request for an answer made already; True to keep the connection."""
+        """gthread's handle_request for an answer made already; True to keep the connection.
+
+        gunicorn's pre_request hook runs here, once the answer is made and before it is sent.
+        """
         status, headers, body = answer
         resp = None
         try:
@@ -153,6 +163,15 @@ class StorefrontThreadWorker(ThreadWorker):
                 resp.write(item)
             resp.close()
             return not resp.should_close()
+        except OSError:
+            raise  # the connection's: gthread's handle() deals with it
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                # As gthread does: a 500 written after a partial answer would corrupt the stream.
+                self.log.exception("Error handling request")
+                gunicorn_util.close_graceful(conn.sock)
+                raise StopIteration() from None
+            raise
         finally:
             try:
                 self.cfg.post_request(self, req, {}, resp)

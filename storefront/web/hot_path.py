@@ -225,10 +225,12 @@ class HotPath:
                 accept_encoding = value if accept_encoding is None else f"{accept_encoding},{value}"
             elif name == "X-REQUEST-ID":
                 request_id = value if request_id is None else f"{request_id},{value}"
-            elif name == "CONTENT-LENGTH" or name == "TRANSFER-ENCODING":
-                return None  # a body: Flask answers (and refuses) it
-        entry = local.get(target.key, count_miss=False)
-        if entry.__class__ is not CachedRender:
+            elif name == "CONTENT-LENGTH" or name == "TRANSFER-ENCODING" or name == "EXPECT" or "_" in name:
+                # A body (Flask answers, or refuses, it), a 100 Continue for gunicorn to send, or a
+                # name the environ would spell like a hyphenated one (gunicorn's header_map).
+                return None
+        entry = local.get(target.key, of_class=CachedRender)
+        if entry is None:
             return None
         return self._answer((method, if_none_match, accept_encoding or "", request_id),
                             target, entry, started, "local", local_hit=True)

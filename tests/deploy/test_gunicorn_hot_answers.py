@@ -175,3 +175,61 @@ def test_gunicorns_statsd_metrics_count_every_request_through_wsgi(tmp_path: Pat
     finally:
         server.stop()
         statsd.close()
+
+
+def raw_answer(server: GunicornServer, request: bytes) -> bytes:
+    """Send ``request`` (which asks the server to close), read the answer to the end; without
+    the lines that differ between any two answers (Date, X-Request-ID)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    skipped = (b"date:", b"x-request-id:")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(skipped)]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def test_http_10_close_and_repeated_headers_answer_alike(both) -> None:  # type: ignore[no-untyped-def]
+    shortcut, shortcut_notes = both["shortcut"]
+    wsgi, _ = both["wsgi"]
+    for server in (shortcut, wsgi):  # noted, and held in-process, by each
+        assert raw_answer(server, f"GET {WIDGET} HTTP/1.0\r\n\r\n".encode()).startswith(b"HTTP/1.0 200")
+    etag = http_etag(shortcut)
+    assert etag == http_etag(wsgi)
+    requests = [
+        f"GET {WIDGET} HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n",
+        f"HEAD {WIDGET} HTTP/1.0\r\nAccept-Encoding: br\r\n\r\n",
+        f"GET {WIDGET} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept-Encoding: identity;q=0\r\n"
+        "Accept-Encoding: br\r\n\r\n",
+        f"GET {WIDGET} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nIf-None-Match: \"other\"\r\n"
+        f"If-None-Match: {etag}\r\n\r\n",
+    ]
+    before = len(widget_notes(shortcut_notes, 0))
+    for request in requests:
+        got, expected = raw_answer(shortcut, request.encode()), raw_answer(wsgi, request.encode())
+        assert got == expected, request
+    assert raw_answer(shortcut, requests[3].encode()).split(b" ")[1] == b"304"
+    assert b"Content-Encoding: br" in raw_answer(shortcut, requests[2].encode())
+    assert widget_notes(shortcut_notes, before + 6)[before:] == ["parsed"] * 6
+
+
+def http_etag(server: GunicornServer) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", WIDGET)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.getheader("ETag")
+
+
+def test_a_fault_of_the_shortcut_is_logged_and_the_request_answered_through_wsgi(tmp_path: Path) -> None:
+    server, notes = start(tmp_path, "broken", BREAK_ANSWERS_BEFORE_WSGI="1")
+    try:
+        assert widget_notes_after_three_gets(server, notes) == ["wsgi"] * 3
+        output = server.stop()
+        assert "Error answering before WSGI; answering through WSGI" in output
+        assert "RuntimeError: broken shortcut" in output
+    finally:
+        server.stop()

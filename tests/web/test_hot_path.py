@@ -261,6 +261,9 @@ def test_a_parsed_request_goes_to_wsgi_unless_it_is_an_in_process_hit(seeded_app
     assert hot_path.answer_parsed("POST", JS, []) is None
     assert hot_path.answer_parsed("GET", JS, [("CONTENT-LENGTH", "0")]) is None
     assert hot_path.answer_parsed("GET", JS, [("TRANSFER-ENCODING", "chunked")]) is None
+    assert hot_path.answer_parsed("GET", JS, [("EXPECT", "100-continue")]) is None  # gunicorn sends the 100
+    # A name gunicorn keeps only when told to (header_map): the environ would read it as If-None-Match.
+    assert hot_path.answer_parsed("GET", JS, [("IF_NONE_MATCH", '"x"')]) is None
     # Noted but not in this worker's tier: WSGI asks Redis or renders. The parsed request's look
     # counts no miss of its own: the tier's misses grow as much as for the WSGI request alone.
     local = services.cache.local
@@ -273,3 +276,21 @@ def test_a_parsed_request_goes_to_wsgi_unless_it_is_an_in_process_hit(seeded_app
         assert client.get(JS).headers["X-Cache"] == "MISS"
         grown.append(local.stats()["misses"] - misses)
     assert grown[0] == grown[1] > 0
+
+
+def test_a_parsed_request_for_a_remembered_not_found_counts_nothing(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    """What the tier holds under a noted URL's key may be another kind of value (a not-found
+    marker): the WSGI path answers and counts it, not the parsed request's look."""
+    import time
+
+    from storefront.cache.entry import NotFoundEntry
+
+    client = seeded_app.test_client()
+    services = seeded_app.extensions["storefront"]
+    assert client.get(JS).status_code == 200
+    target = services.hot_targets.get(JS)
+    local = services.cache.local
+    local.set(target.key, NotFoundEntry(message="gone", expires=time.time() + 60), 60)
+    counts = local.stats()
+    assert seeded_app.wsgi_app.answer_parsed("GET", JS, []) is None
+    assert local.stats() == counts
