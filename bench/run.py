@@ -279,19 +279,6 @@ class Bench:
         (result,) = self.measure((server,), script, script_args, path=path, tiers=tiers, rounds=1)
         return result
 
-    def measured_pair(self, project: Gunicorn, baseline: Gunicorn, script: str, *script_args: str,
-                      path: str = "", tiers: str | None = None, keys_per_round: bool = False
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The two sides of a target ratio, both servers up: --rounds interleaved rounds (see ``measure``).
-
-        ``keys_per_round``: the script draws its keys from a sequence number (zipf.lua), the round's:
-        both servers of a round get the same keys, and each round fresh ones.
-        """
-        project_result, baseline_result = self.measure(
-            (project, baseline), script, script_args, path=path, tiers=tiers, rounds=self.args.rounds,
-            keys_per_round=keys_per_round)
-        return project_result, baseline_result
-
     def measure(self, servers: tuple[Gunicorn | Nginx, ...], script: str, script_args: tuple[str, ...], *,
                 path: str, tiers: str | None, rounds: int, keys_per_round: bool = False
                 ) -> list[dict[str, Any]]:
@@ -302,7 +289,9 @@ class Bench:
         runs put both sides of a ratio under the same drift, and the order reverses each round (AB,
         BA, AB...; ABC, CBA... for three) so that of any two servers neither always runs first. Each
         server's figures are over all its rounds (see ``_over_rounds``), with every round's own under
-        ``rounds`` when there are several.
+        ``rounds`` when there are several. ``keys_per_round``: the script draws its keys from a
+        sequence number (zipf.lua), the round's: every server of a round gets the same keys, and
+        each round fresh ones.
         """
         urls = [server.url + path for server in servers]
         if self.args.warmup > 0:

@@ -77,8 +77,7 @@ class HotPathMetrics:
             # Only what was queued before now: items appended meanwhile wait for the next flush.
             answers, lookups = self._answers, self._lookups
             answered = [answers.popleft() for _ in range(len(answers))]
-            looked_up = [lookups.popleft() for _ in range(len(lookups))]
-            lookup_counts = collections.Counter(looked_up)
+            lookup_counts = collections.Counter(lookups.popleft() for _ in range(len(lookups)))
             buckets = [0] * len(self._bounds)
             seconds = 0.0
             bounds = self._bounds

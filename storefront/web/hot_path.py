@@ -38,6 +38,10 @@ ENCODINGS = ("br", "gzip", "identity")
 # A WSGI answer: status line, headers, body items.
 Answer = tuple[str, list[tuple[str, str]], list[bytes]]
 _MAX_ACCEPT_FORMS = 512
+# Request headers (as gunicorn names them) an answer before WSGI reads, and those that send a
+# request through WSGI.
+_PARSED_HEADERS = frozenset({"IF-NONE-MATCH", "ACCEPT-ENCODING", "X-REQUEST-ID"})
+_WSGI_ONLY_HEADERS = frozenset({"CONTENT-LENGTH", "TRANSFER-ENCODING", "EXPECT"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -217,23 +221,20 @@ class HotPath:
         local = self.targets.local
         if target is None or local is None:
             return None
-        if_none_match = accept_encoding = request_id = None
+        read: dict[str, str] = {}
         for name, value in headers:
-            if name == "IF-NONE-MATCH":
-                if_none_match = value if if_none_match is None else f"{if_none_match},{value}"
-            elif name == "ACCEPT-ENCODING":
-                accept_encoding = value if accept_encoding is None else f"{accept_encoding},{value}"
-            elif name == "X-REQUEST-ID":
-                request_id = value if request_id is None else f"{request_id},{value}"
-            elif name == "CONTENT-LENGTH" or name == "TRANSFER-ENCODING" or name == "EXPECT" or "_" in name:
+            if name in _PARSED_HEADERS:
+                # Repeated, a header's values are joined as they are in the environ.
+                read[name] = f"{read[name]},{value}" if name in read else value
+            elif name in _WSGI_ONLY_HEADERS or "_" in name:
                 # A body (Flask answers, or refuses, it), a 100 Continue for gunicorn to send, or a
                 # name the environ would spell like a hyphenated one (gunicorn's header_map).
                 return None
         entry = local.get(target.key, of_class=CachedRender)
         if entry is None:
             return None
-        return self._answer((method, if_none_match, accept_encoding or "", request_id),
-                            target, entry, started, "local", local_hit=True)
+        return self._answer((method, read.get("IF-NONE-MATCH"), read.get("ACCEPT-ENCODING", ""),
+                             read.get("X-REQUEST-ID")), target, entry, started, "local", local_hit=True)
 
     def _answer(self, request: tuple[str, str | None, str, str | None], target: HotTarget,
                 entry: CachedRender, started: float, tier: str, cache: str = "HIT",
