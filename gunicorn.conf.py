@@ -12,9 +12,36 @@ from gunicorn import util as gunicorn_util
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this server may use: those it may run on (its affinity: taskset, a cpuset), capped by a
+    cgroup CPU quota (a container's CPU limit), rounded up.
+
+    The machine's CPU count would size a container limited to one CPU, on a 64-CPU node, as if it
+    had them all: a worker each, each with its own in-process tier, most of them idle.
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = multiprocessing.cpu_count()
+    for quota_file, period_file in (("cpu.max", None),  # cgroup v2: "<quota> <period>" or "max ..."
+                                    ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):  # v1; -1: none
+        try:
+            with open(os.path.join(cgroup_root, quota_file)) as fields:
+                quota, *rest = fields.read().split()
+            if period_file is not None:
+                with open(os.path.join(cgroup_root, period_file)) as fields:
+                    rest = fields.read().split()
+            if quota not in ("max", "-1"):
+                return max(1, min(count, -(-int(quota) // int(rest[0]))))
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return count
+
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Rendering is CPU-bound and short; a few threads per worker hide database and Redis latency.
-workers = int(os.environ.get("GUNICORN_WORKERS", min(multiprocessing.cpu_count() * 2 + 1, 8)))
+workers = int(os.environ.get("GUNICORN_WORKERS", min(usable_cpus() * 2 + 1, 8)))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))

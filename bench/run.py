@@ -183,7 +183,7 @@ class Bench:
         if self.args.threads:
             env["GUNICORN_THREADS"] = str(self.args.threads)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.work / "metrics-probe")
-        return gunicorn_settings(env)
+        return gunicorn_settings(env, self.cpus.server)
 
     # -- environment and servers --------------------------------------------------------------------
 

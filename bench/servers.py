@@ -182,7 +182,7 @@ class Gunicorn(Server):
             self.env["GUNICORN_WORKERS"] = str(workers)
         if threads is not None:
             self.env["GUNICORN_THREADS"] = str(threads)
-        self.workers, self.threads = gunicorn_settings(self.env)
+        self.workers, self.threads = gunicorn_settings(self.env, cpus)
         super().__init__([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
                           app], cpus=cpus, log_dir=log_dir, env=self.env)
         try:
@@ -218,10 +218,14 @@ class Gunicorn(Server):
         raise RuntimeError(f"{self.name} was not ready within 60s; see {self.log_path}:\n{self.log_tail()}")
 
 
-def gunicorn_settings(env: dict[str, str]) -> tuple[int, int]:
-    """(workers, threads) exactly as gunicorn.conf.py computes them in ``env``."""
+def gunicorn_settings(env: dict[str, str], cpus: frozenset[int] = frozenset()) -> tuple[int, int]:
+    """(workers, threads) exactly as gunicorn.conf.py computes them in ``env`` on ``cpus`` (its
+    worker count follows the CPUs it may run on)."""
     code = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['workers'], c['threads'])"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+    command = [sys.executable, "-c", code]
+    if shutil.which("taskset") and cpus:
+        command = ["taskset", "-c", cpu_list(cpus), *command]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True, timeout=30).stdout.split()
     return int(out[0]), int(out[1])
 
