@@ -122,7 +122,7 @@ def limit_malloc_arenas() -> bool:
     return True
 
 
-# In-process hits answered from gunicorn's parsed request, before it builds the WSGI environ
+# Hits answered from gunicorn's parsed request, before it builds the WSGI environ
 # (StorefrontThreadWorker below); "0" turns that off, and every request takes the WSGI path.
 hot_answers_before_wsgi = os.environ.get("GUNICORN_HOT_ANSWERS_BEFORE_WSGI", "1") != "0"
 
@@ -135,9 +135,10 @@ class StorefrontThreadWorker(ThreadWorker):
     before accepting stops means a graceful shutdown (a deploy, a scale-in) answers every request
     that reached the host before the signal.
 
-    A request for a URL the app holds in this worker's in-process tier is answered from the parsed
-    request (the app's ``answer_parsed``, storefront/web/hot_path.py), without the WSGI environ:
-    building it costs about as much as the whole answer. Everything else goes through WSGI, and
+    A request for a URL the app has noted, and holds in this worker's in-process tier or in Redis,
+    is answered from the parsed request (the app's ``answer_parsed``, storefront/web/hot_path.py),
+    without the WSGI environ: building it costs about as much as the rest of a hit. Everything
+    else goes through WSGI (which takes over what the app's look found), and
     so does every request when gunicorn logs or counts requests itself (an access log, a logging
     config or syslog that carries one, statsd): those are made per request from the environ.
     """

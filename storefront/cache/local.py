@@ -87,22 +87,18 @@ class LocalCache:
         self._invalidations = 0
         self._rejected = 0
 
-    def get(self, key: str, of_class: type | None = None) -> Any | None:
-        """The value kept for ``key``, or None. With ``of_class``, only a value of that class: anything
-        else is None and counted neither as a hit nor as a miss, for a caller that then asks again
-        the usual way (where it is counted)."""
+    def get(self, key: str) -> Any | None:
+        """The value kept for ``key``, or None."""
         now = self._clock()
         with self._lock:
             item = self._items.get(key)
             if item is None:
-                self._misses += of_class is None
+                self._misses += 1
                 return None
             if item.expires <= now:
                 self._remove(key, item)
                 self._expirations += 1
-                self._misses += of_class is None
-                return None
-            if of_class is not None and item.value.__class__ is not of_class:
+                self._misses += 1
                 return None
             self._items.move_to_end(key)
             self._hits += 1

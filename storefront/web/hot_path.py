@@ -44,6 +44,11 @@ _PARSED_HEADERS = frozenset({"IF-NONE-MATCH", "ACCEPT-ENCODING", "X-REQUEST-ID"}
 _WSGI_ONLY_HEADERS = frozenset({"CONTENT-LENGTH", "TRANSFER-ENCODING", "EXPECT"})
 
 
+class _Handoff(threading.local):
+    key: str | None = None
+    entry: Any = None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class LogShape:
     """What the access lines of one shop, widget and path share, made once for all their URLs."""
@@ -169,6 +174,9 @@ class HotPath:
         # the URL's current target, or None when it failed; Flask then answers with what it met.
         self.render_miss = render_miss
         self._encodings: dict[str, str] = {}
+        # What answer_parsed found in the tiers for a request it leaves to WSGI, for this thread's
+        # __call__ of that same request: it looks no tier up a second time.
+        self._handoff = _Handoff()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -182,12 +190,18 @@ class HotPath:
             if target is not None:
                 request = (method, environ.get("HTTP_IF_NONE_MATCH"),
                            environ.get("HTTP_ACCEPT_ENCODING", ""), environ.get("HTTP_X_REQUEST_ID"))
-                local = self.targets.local
-                entry = local.get(target.key) if local is not None else None
+                handoff = self._handoff
+                looked = handoff.key == target.key
+                if looked:
+                    # answer_parsed looked this request's key up in every tier already.
+                    entry, handoff.key, handoff.entry = handoff.entry, None, None
+                else:
+                    local = self.targets.local
+                    entry = local.get(target.key) if local is not None else None
                 answer = None
                 if entry.__class__ is CachedRender:
                     answer = self._answer(request, target, entry, started, "local", local_hit=True)
-                elif entry is None and self.targets.cache.shared is not None:
+                elif entry is None and not looked and self.targets.cache.shared is not None:
                     # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
                     result = self.targets.cache.shared_hit(target.key, target.tags)
                     if result is not None:
@@ -209,17 +223,18 @@ class HotPath:
         this worker holds its render: status line, headers and body items; else None, and the server
         goes on to call the app as usual.
 
-        gunicorn's worker (gunicorn.conf.py) asks this first: for an in-process hit, building the
-        environ costs as much as the rest of the answer. ``headers``: the request's, names in upper
-        case, as gunicorn parses them. Only in-process hits of noted URLs are answered here, so the
-        usual path never repeats a lookup or a Redis GET this one made.
+        gunicorn's worker (gunicorn.conf.py) asks this first: for a hit, building the environ costs
+        as much as the rest of the answer. ``headers``: the request's, names in upper case, as
+        gunicorn parses them. Noted URLs are answered here from the in-process tier or with one
+        Redis GET; for anything else the WSGI path that follows, on this thread, takes over what
+        was found (no second look in either tier, each lookup counted once).
         """
         started = time.perf_counter()
+        self._handoff.key = None
         if method != "GET" and method != "HEAD":
             return None
         target = self.targets.get(raw_target)
-        local = self.targets.local
-        if target is None or local is None:
+        if target is None:
             return None
         read: dict[str, str] = {}
         for name, value in headers:
@@ -230,11 +245,19 @@ class HotPath:
                 # A body (Flask answers, or refuses, it), a 100 Continue for gunicorn to send, or a
                 # name the environ would spell like a hyphenated one (gunicorn's header_map).
                 return None
-        entry = local.get(target.key, of_class=CachedRender)
-        if entry is None:
-            return None
-        return self._answer((method, read.get("IF-NONE-MATCH"), read.get("ACCEPT-ENCODING", ""),
-                             read.get("X-REQUEST-ID")), target, entry, started, "local", local_hit=True)
+        request = (method, read.get("IF-NONE-MATCH"), read.get("ACCEPT-ENCODING", ""),
+                   read.get("X-REQUEST-ID"))
+        local = self.targets.local
+        entry = local.get(target.key) if local is not None else None
+        if entry.__class__ is CachedRender:
+            return self._answer(request, target, entry, started, "local", local_hit=True)
+        if entry is None and self.targets.cache.shared is not None:
+            result = self.targets.cache.shared_hit(target.key, target.tags)
+            if result is not None:
+                return self._answer(request, target, result.entry, started, "redis")
+        # A miss, a not-found marker or a copy due for refresh: WSGI answers it with what was found.
+        self._handoff.key, self._handoff.entry = target.key, entry
+        return None
 
     def _answer(self, request: tuple[str, str | None, str, str | None], target: HotTarget,
                 entry: CachedRender, started: float, tier: str, cache: str = "HIT",

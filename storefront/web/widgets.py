@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from storefront.cache import CacheResult
+from storefront.cache import CacheResult, NotFoundRender
 from storefront.services import Services
 from storefront.store import StoreUnavailable
 from storefront.web.errors import ApiError
@@ -127,6 +127,11 @@ def fetch_render(services: Services, req: WidgetRequest) -> tuple[CacheResult, s
         ttl = services.settings.negative_ttl_s
         raise ApiError(404, f"no such {missing.what}", {missing.what: "not found"},
                        cache_control=f"public, max-age={ttl}") from None
+    except NotFoundRender:
+        # A not-found the render cache remembers (this app's renders report Missing instead, but a
+        # marker under the key is the cache's word): the same 404, never an error page.
+        ttl = services.settings.negative_ttl_s
+        raise ApiError(404, "no such widget", cache_control=f"public, max-age={ttl}") from None
     except StoreUnavailable:
         stale = services.renders.last_good(req)
         if stale is None:

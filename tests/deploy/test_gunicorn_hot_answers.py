@@ -1,4 +1,4 @@
-"""gunicorn's worker answers in-process hits before building the WSGI environ, exactly as WSGI would.
+"""gunicorn's worker answers hits (in-process or Redis) before building the WSGI environ, as WSGI would.
 
 Real gunicorn with the project's gunicorn.conf.py (and a hook that notes, per request, whether it
 went through WSGI): the same bytes with and without the shortcut, keep-alive, max_requests and
@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import ADMIN_TOKEN, SECRET, SHOPIFY_SECRET
-from tests.services import GunicornServer
+from tests.services import REDIS_URL, GunicornServer, reachable, unavailable, unique_name
 
 pytestmark = pytest.mark.slow
 
@@ -90,14 +91,31 @@ def answers(server: GunicornServer) -> tuple[list[Answer], set[tuple[str, int]]]
     return got, addresses
 
 
-@pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[GunicornServer, Path]]]:
+@pytest.fixture(scope="module", params=["in-process", "redis"])
+def both(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[GunicornServer, Path]]]:
+    """The shortcut's server and one answering through WSGI only; their hits from the in-process
+    tier, or (``redis``: no in-process tier) every hit a Redis GET."""
     tmp_path = tmp_path_factory.mktemp("hot-answers")
-    servers = {"shortcut": start(tmp_path, "shortcut"),
-               "wsgi": start(tmp_path, "wsgi", GUNICORN_HOT_ANSWERS_BEFORE_WSGI="0")}
+    tiers: dict[str, str] = {}
+    if request.param == "redis":
+        if not reachable(REDIS_URL):
+            unavailable(f"Redis is not reachable at {REDIS_URL}")
+        tiers = {"STOREFRONT_REDIS_URL": REDIS_URL, "STOREFRONT_LOCAL_CACHE_BYTES": "0",
+                 "STOREFRONT_REDIS_TIMEOUT_MS": "1000"}
+    prefix = unique_name("sfparsed")
+    servers = {"shortcut": start(tmp_path, "shortcut", **tiers, STOREFRONT_REDIS_KEY_PREFIX=f"{prefix}a:"),
+               "wsgi": start(tmp_path, "wsgi", **tiers, STOREFRONT_REDIS_KEY_PREFIX=f"{prefix}b:",
+                             GUNICORN_HOT_ANSWERS_BEFORE_WSGI="0")}
     yield servers
     for server, _ in servers.values():
         server.stop()
+    if tiers:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def test_hits_answered_before_wsgi_are_byte_for_byte_the_wsgi_answers(both) -> None:  # type: ignore[no-untyped-def]
@@ -106,7 +124,7 @@ def test_hits_answered_before_wsgi_are_byte_for_byte_the_wsgi_answers(both) -> N
     got, addresses = answers(shortcut)
     expected, _ = answers(wsgi)
     assert len(addresses) == 1, "every answer kept the connection open"
-    # The first request is a miss (through WSGI, which notes the URL); the rest are in-process hits.
+    # The first request is a miss (through WSGI, which notes the URL); the rest are hits.
     assert widget_notes(shortcut_notes, len(REQUESTS)) == ["wsgi"] + ["parsed"] * (len(REQUESTS) - 1)
     assert widget_notes(wsgi_notes, len(REQUESTS)) == ["wsgi"] * len(REQUESTS)
     assert [status for status, _, _ in got] == [200, 200, 200, 200, 200, 304, 200]

@@ -250,7 +250,7 @@ def test_answers_to_a_parsed_request_equal_the_wsgi_answers(seeded_app) -> None:
             assert request_id != by_wsgi.headers["X-Request-ID"] and len(request_id) == 32
 
 
-def test_a_parsed_request_goes_to_wsgi_unless_it_is_an_in_process_hit(seeded_app) -> None:  # type: ignore[no-untyped-def]
+def test_a_parsed_request_goes_to_wsgi_unless_it_is_a_hit(seeded_app) -> None:  # type: ignore[no-untyped-def]
     client = seeded_app.test_client()
     services = seeded_app.extensions["storefront"]
     hot_path = seeded_app.wsgi_app
@@ -264,8 +264,8 @@ def test_a_parsed_request_goes_to_wsgi_unless_it_is_an_in_process_hit(seeded_app
     assert hot_path.answer_parsed("GET", JS, [("EXPECT", "100-continue")]) is None  # gunicorn sends the 100
     # A name gunicorn keeps only when told to (header_map): the environ would read it as If-None-Match.
     assert hot_path.answer_parsed("GET", JS, [("IF_NONE_MATCH", '"x"')]) is None
-    # Noted but not in this worker's tier: WSGI asks Redis or renders. The parsed request's look
-    # counts no miss of its own: the tier's misses grow as much as for the WSGI request alone.
+    # Noted but in no tier: WSGI renders it, taking over the parsed request's look (counted once):
+    # the tier's misses grow as much as for the WSGI request alone.
     local = services.cache.local
     grown = []
     for ask_parsed_first in (False, True):
@@ -278,9 +278,10 @@ def test_a_parsed_request_goes_to_wsgi_unless_it_is_an_in_process_hit(seeded_app
     assert grown[0] == grown[1] > 0
 
 
-def test_a_parsed_request_for_a_remembered_not_found_counts_nothing(seeded_app) -> None:  # type: ignore[no-untyped-def]
+def test_a_parsed_request_for_a_remembered_not_found_counts_as_wsgi_alone(seeded_app) -> None:  # type: ignore[no-untyped-def]
     """What the tier holds under a noted URL's key may be another kind of value (a not-found
-    marker): the WSGI path answers and counts it, not the parsed request's look."""
+    marker): the WSGI path answers it with what the parsed request's look found, and the tier
+    counts the pair as it counts the WSGI request alone."""
     import time
 
     from storefront.cache.entry import NotFoundEntry
@@ -290,7 +291,13 @@ def test_a_parsed_request_for_a_remembered_not_found_counts_nothing(seeded_app) 
     assert client.get(JS).status_code == 200
     target = services.hot_targets.get(JS)
     local = services.cache.local
-    local.set(target.key, NotFoundEntry(message="gone", expires=time.time() + 60), 60)
-    counts = local.stats()
-    assert seeded_app.wsgi_app.answer_parsed("GET", JS, []) is None
-    assert local.stats() == counts
+    grown = []
+    for ask_parsed_first in (False, True):
+        local.set(target.key, NotFoundEntry(message="gone", expires=time.time() + 60), 60)
+        counts = local.stats()
+        if ask_parsed_first:
+            assert seeded_app.wsgi_app.answer_parsed("GET", JS, []) is None
+        assert client.get(JS).status_code == 404
+        after = local.stats()
+        grown.append((after["hits"] - counts["hits"], after["misses"] - counts["misses"]))
+    assert grown[0] == grown[1]

@@ -32,6 +32,10 @@ def shared_app(sqlite_url):  # type: ignore[no-untyped-def]
     services = app.extensions["storefront"]
     if services._listener is not None:
         services._listener.stop()
+    delete_prefixed(prefix)
+
+
+def delete_prefixed(prefix: str) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{prefix}*"))
     if keys:
@@ -153,3 +157,79 @@ def test_a_url_new_to_this_worker_is_answered_from_redis_without_flask(shared_ap
         listener = other.extensions["storefront"]._listener
         if listener is not None:
             listener.stop()
+
+
+def parsed(headers: dict[str, str]) -> list[tuple[str, str]]:
+    """Request headers as gunicorn's parser hands them to answer_parsed."""
+    return [(name.upper(), value) for name, value in headers.items()]
+
+
+def test_a_parsed_request_is_answered_from_redis_as_wsgi_answers_it(shared_app) -> None:  # type: ignore[no-untyped-def]
+    """gunicorn's worker answers a noted URL's shared-tier hit before building the environ too."""
+    client = shared_app.test_client()
+    hot_path = shared_app.wsgi_app
+    etag = client.get(JS).headers["ETag"]
+    for method, headers in [("GET", {"Accept-Encoding": "gzip"}), ("HEAD", {"Accept-Encoding": "br"}),
+                            ("GET", {"If-None-Match": etag, "X-Request-ID": "parsed-redis-1"})]:
+        by_wsgi = client.open(JS, method=method, headers=headers)
+        assert by_wsgi.headers["X-Cache"] == "HIT"
+        answer = hot_path.answer_parsed(method, JS, parsed(headers))
+        assert answer is not None, (method, headers)
+        status, answer_headers, body = answer
+        assert status == by_wsgi.status.upper() and b"".join(body) == by_wsgi.data
+        strip = {"X-Request-ID", "Date"}
+        assert [(k, v) for k, v in answer_headers if k not in strip] == \
+            [(k, v) for k, v in by_wsgi.headers.items() if k not in strip]
+
+
+def test_a_redis_miss_found_by_a_parsed_request_is_not_looked_up_again_by_wsgi(shared_app) -> None:  # type: ignore[no-untyped-def]
+    """The WSGI path takes over what the parsed request's look found: one GET per request either way."""
+    client = shared_app.test_client()
+    services = shared_app.extensions["storefront"]
+    shared = services.cache.shared
+    assert client.get(JS).headers["X-Cache"] == "MISS"
+    key = services.hot_targets.get(JS).key
+    gets: list[str] = []
+    real_get = shared.get
+    shared.get = lambda name: gets.append(name) or real_get(name)  # counts calls; Redis answers them
+    try:
+        counts = []
+        for ask_parsed_first in (False, True):
+            shared.delete(key)
+            del gets[:]
+            if ask_parsed_first:
+                assert shared_app.wsgi_app.answer_parsed("GET", JS, []) is None
+            again = client.get(JS)
+            assert again.status_code == 200 and again.headers["X-Cache"] == "MISS"
+            counts.append(gets.count(key))
+        assert counts == [1, 1]
+    finally:
+        shared.get = real_get
+
+
+def test_with_both_tiers_a_parsed_request_answers_from_redis_then_from_process(sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    if not reachable(REDIS_URL):
+        unavailable(f"Redis is not reachable at {REDIS_URL}")
+    prefix = unique_name("sfhot") + ":"
+    app = make_app(sqlite_url, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix, REDIS_TIMEOUT_MS=1000,
+                   REDIS_CONNECT_TIMEOUT_MS=1000)
+    seed(app)
+    services = app.extensions["storefront"]
+    try:
+        first = app.test_client().get(JS, headers={"Accept-Encoding": "gzip"})
+        assert first.headers["X-Cache"] == "MISS"
+        local = services.cache.local
+        local.clear()  # as a worker that did not render it
+        misses, hits = local.stats()["misses"], local.stats()["hits"]
+        from_redis = app.wsgi_app.answer_parsed("GET", JS, [("ACCEPT-ENCODING", "gzip")])
+        assert from_redis is not None and dict(from_redis[1])["X-Cache"] == "HIT"
+        assert b"".join(from_redis[2]) == first.data
+        assert local.stats()["misses"] == misses + 1
+        from_process = app.wsgi_app.answer_parsed("GET", JS, [("ACCEPT-ENCODING", "gzip")])
+        assert from_process is not None and b"".join(from_process[2]) == first.data
+        assert local.stats()["hits"] == hits + 1
+    finally:
+        if services._listener is not None:
+            services._listener.stop()
+        delete_prefixed(prefix)
+        services.store.close()
