@@ -84,6 +84,13 @@ class _KernelTimeoutConnection(redis.Connection):
             raise
 
 
+def packed_get(full_key: str) -> bytes:
+    """``GET full_key`` in RESP, byte for byte what redis-py's packer makes of it (a str key is sent
+    as UTF-8), in one step: its general packer costs a hit about as much as reading the reply."""
+    key = full_key.encode("utf-8")
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(key), key)
+
+
 def _raise_if_timed_out(error: RedisConnectionError) -> None:
     """Raise ``error`` as the TimeoutError it is when a kernel-kept timeout ran out (EAGAIN)."""
     if isinstance(error.__context__, BlockingIOError):
@@ -206,11 +213,13 @@ class RedisCache:
         """
         if not isinstance(client, redis.Redis):
             return client.get(full_key)  # type: ignore[no-any-return]
-        return self._on_own_connection(client, [("GET", full_key)])[0]  # type: ignore[no-any-return]
+        return self._on_own_connection(client, [("GET", full_key)], packed_get(full_key))[0]  # type: ignore[no-any-return]
 
-    def _on_own_connection(self, client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _on_own_connection(self, client: redis.Redis, commands: list[tuple[Any, ...]],
+                           packed: bytes | None = None) -> list[Any]:
         """``commands`` in one round trip on this thread's own connection; their replies, or the
-        first error raised (a miss's lock and writes take this way too, as GETs do)."""
+        first error raised (a miss's lock and writes take this way too, as GETs do). ``packed``:
+        the one command already in RESP."""
         connection = getattr(self._own, "connection", None)
         if connection is None or self._own.pid != per_process.pid:
             pool = client.connection_pool
@@ -222,7 +231,9 @@ class RedisCache:
             with self._own_lock:
                 self._own_connections.add(connection)
         try:
-            if len(commands) == 1:
+            if packed is not None:
+                connection.send_packed_command((packed,))
+            elif len(commands) == 1:
                 connection.send_command(*commands[0])
             else:
                 connection.send_packed_command(connection.pack_commands(commands))

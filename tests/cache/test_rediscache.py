@@ -281,3 +281,11 @@ def test_a_threads_own_connection_waits_in_the_kernel_with_the_timeout(make_redi
     assert seconds + microseconds / 1e6 == pytest.approx(cache.timeout_s, abs=0.005)
     seconds, microseconds = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))
     assert seconds + microseconds / 1e6 == pytest.approx(cache.timeout_s, abs=0.005)
+
+
+@pytest.mark.parametrize("key", ["sf:{shop.myshopify.com:subscription:7001}:js:en:s1.w1.p1:abc",
+                                 "sf:café:ünïcode", "k" * 5000, ""])
+def test_a_get_is_sent_as_redis_py_would_pack_it(key: str) -> None:
+    from storefront.cache.rediscache import packed_get
+
+    assert packed_get(key) == b"".join(redis.Connection().pack_command("GET", key))
