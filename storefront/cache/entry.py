@@ -16,13 +16,16 @@ from storefront.render.assets import brotli_compress
 # Layout (big-endian, no padding):
 #   magic 4s | version B | kind B | created d | soft_expiry d | render_ms d
 #   | content_type length H | etag length B | identity length I | gzip length I | br length I
-#   | content_type | etag | identity | gzip | br | crc32 of everything before it (I)
+#   | crc32 of identity I | crc32 of gzip I | crc32 of br I
+#   | content_type | etag | crc32 of everything before it (I) | identity | gzip | br
+# Each body has its own checksum, and the head's covers those: a reader that sends one encoding
+# checks the head and that body alone (``decode_entry(..., encoding)``), a fifth of the bytes.
 # A version bump makes old values decode to None (a miss), so a deploy never misreads them.
 MAGIC = b"SFRC"
-VERSION = 1
+VERSION = 2
 _KIND_RENDER = 1
 _KIND_NOT_FOUND = 2
-_HEADER = struct.Struct("!4sBBdddHBIII")
+_HEADER = struct.Struct("!4sBBdddHBIIIIII")
 _CRC = struct.Struct("!I")
 # Rough bytes a Python object with eight fields costs beyond its payloads.
 _OBJECT_OVERHEAD = 400
@@ -50,6 +53,9 @@ class CachedRender:
     identity: bytes
     gzip: bytes
     br: bytes
+    # Decoded for one encoding only (decode_entry's ``encoding``): the other bodies are empty, so
+    # such a copy is sent once and never kept.
+    partial: bool = False
 
     @classmethod
     def build(
@@ -116,52 +122,67 @@ def _pack(
     header = _HEADER.pack(
         MAGIC, VERSION, kind, created, soft_expiry, render_ms,
         len(content_type), len(etag), len(identity), len(gzip_body), len(br_body),
+        _crc32(identity), _crc32(gzip_body), _crc32(br_body),
     )
-    payload = b"".join((header, content_type, etag, identity, gzip_body, br_body))
-    return payload + _CRC.pack(_crc32(memoryview(payload)))
+    head = header + content_type + etag
+    return b"".join((head, _CRC.pack(_crc32(head)), identity, gzip_body, br_body))
 
 
-def _crc32(view: memoryview) -> int:
-    """zlib's CRC-32 of ``view``, computed holding the GIL (see _CRC_SLICE)."""
+def _crc32(data: bytes | memoryview) -> int:
+    """zlib's CRC-32 of ``data``, computed holding the GIL (see _CRC_SLICE)."""
+    if len(data) <= _CRC_SLICE:
+        return zlib.crc32(data)
+    view = memoryview(data)
     crc = 0
     for start in range(0, len(view), _CRC_SLICE):
         crc = zlib.crc32(view[start:start + _CRC_SLICE], crc)
     return crc
 
 
-def decode_entry(data: bytes | bytearray | memoryview | None) -> CachedRender | NotFoundEntry | None:
-    """Whatever the encoding holds, or None when it is not an intact value of this format version."""
+def decode_entry(data: bytes | bytearray | memoryview | None,
+                 encoding: str | None = None) -> CachedRender | NotFoundEntry | None:
+    """Whatever the encoding holds, or None when it is not an intact value of this format version.
+
+    ``encoding`` (identity, gzip or br): only that body is checked and kept, for a caller that sends
+    it and keeps nothing; the render's other two bodies are then empty (``CachedRender.partial``).
+    """
     if data is None:
         return None
     try:
         view = memoryview(data)
         if len(view) < _HEADER.size + _CRC.size or view[:4] != MAGIC:
             return None
-        (_magic, version, kind, created, soft_expiry, render_ms,
-         type_len, etag_len, identity_len, gzip_len, br_len) = _HEADER.unpack_from(view)
-        end = _HEADER.size + type_len + etag_len + identity_len + gzip_len + br_len
-        if version != VERSION or len(view) != end + _CRC.size:
+        (_magic, version, kind, created, soft_expiry, render_ms, type_len, etag_len,
+         identity_len, gzip_len, br_len, identity_crc, gzip_crc, br_crc) = _HEADER.unpack_from(view)
+        head = _HEADER.size + type_len + etag_len
+        if version != VERSION or len(view) != head + _CRC.size + identity_len + gzip_len + br_len:
             return None
-        if _crc32(view[:end]) != _CRC.unpack_from(view, end)[0]:
+        if _crc32(view[:head]) != _CRC.unpack_from(view, head)[0]:
             return None
         at = _HEADER.size
         content_type = str(view[at:at + type_len], "utf-8")
-        at += type_len
         if kind == _KIND_NOT_FOUND:
             return NotFoundEntry(message=content_type, expires=soft_expiry)
         if kind != _KIND_RENDER:
             return None
-        etag = str(view[at:at + etag_len], "ascii")
-        at += etag_len
-        identity = bytes(view[at:at + identity_len])
-        at += identity_len
-        gzip_body = bytes(view[at:at + gzip_len])
-        at += gzip_len
-        br_body = bytes(view[at:at + br_len])
+        etag = str(view[at + type_len:head], "ascii")
+        at = head + _CRC.size
+        bodies = []
+        for name, length, crc in (("identity", identity_len, identity_crc), ("gzip", gzip_len, gzip_crc),
+                                  ("br", br_len, br_crc)):
+            if encoding is None or name == encoding:
+                body = view[at:at + length]
+                if _crc32(body) != crc:
+                    return None
+                bodies.append(bytes(body))
+            else:
+                bodies.append(b"")
+            at += length
     except (TypeError, ValueError, struct.error):
         # ValueError covers UnicodeDecodeError: bytes that pass the CRC by chance are still refused.
         return None
     return CachedRender(
         etag=etag, created=created, soft_expiry=soft_expiry, render_ms=render_ms,
-        content_type=content_type, identity=identity, gzip=gzip_body, br=br_body,
+        content_type=content_type, identity=bodies[0], gzip=bodies[1], br=bodies[2],
+        partial=encoding is not None,
     )

@@ -167,18 +167,20 @@ class RenderCache:
                 self._emit("cache", tier="redis", result="miss")
         return self._refresh(key, render, tags, last_good_key, seen, "redis", self._clock())
 
-    def shared_hit(self, key: str, tags: Iterable[str] = ()) -> CacheResult | None:
+    def shared_hit(self, key: str, tags: Iterable[str] = (),
+                   encoding: str | None = None) -> CacheResult | None:
         """A current render under ``key`` from Redis alone, kept in this process too; None otherwise.
 
         For a caller that already knows the key (the hot path): anything else (a miss, a stale or
         soon-to-expire copy, a remembered not-found, Redis down) is left to ``get_or_render``,
-        which skips its own GET when this found nothing under the key.
+        which skips its own GET when this found nothing under the key. ``encoding``: the one body
+        the caller sends; with no in-process tier to keep the render in, only that one is decoded.
         """
         if self.shared is None:
             return None
         value = self.shared.get(key)
         self._absent.key = key if value is None else None
-        found = decode_entry(value)
+        found = decode_entry(value, encoding if self.local is None else None)
         if found.__class__ is not CachedRender or self._should_refresh(found, self._clock()):
             return None
         return self._redis_hit(key, found, tags)
@@ -461,7 +463,7 @@ class RenderCache:
         return CacheResult(entry, HIT, "redis")
 
     def _keep_local(self, key: str, entry: CachedRender, tags: Iterable[str]) -> None:
-        if self.local is not None:
+        if self.local is not None and not entry.partial:
             self.local.set(key, entry, self.local_ttl_s, tags)
 
     def _keep_not_found_local(self, key: str, marker: NotFoundEntry, tags: Iterable[str], now: float) -> None:

@@ -203,7 +203,8 @@ class HotPath:
                     answer = self._answer(request, target, entry, started, "local", local_hit=True)
                 elif entry is None and not looked and self.targets.cache.shared is not None:
                     # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
-                    result = self.targets.cache.shared_hit(target.key, target.tags)
+                    result = self.targets.cache.shared_hit(target.key, target.tags,
+                                                           self._encoding(request[2]))
                     if result is not None:
                         answer = self._answer(request, target, result.entry, started, "redis")
                 if answer is None and self.render_miss is not None:
@@ -252,7 +253,7 @@ class HotPath:
         if entry.__class__ is CachedRender:
             return self._answer(request, target, entry, started, "local", local_hit=True)
         if entry is None and self.targets.cache.shared is not None:
-            result = self.targets.cache.shared_hit(target.key, target.tags)
+            result = self.targets.cache.shared_hit(target.key, target.tags, self._encoding(request[2]))
             if result is not None:
                 return self._answer(request, target, result.entry, started, "redis")
         # A miss, a not-found marker or a copy due for refresh: WSGI answers it with what was found.

@@ -103,12 +103,21 @@ def test_every_single_bit_flip_decodes_to_none() -> None:
             assert CachedRender.decode(bytes(damaged)) is None, (position, bit)
 
 
+def head_length(data: bytes) -> int:
+    """Where the head's checksum sits: after the fixed header, the content type and the ETag."""
+    from storefront.cache.entry import _HEADER
+
+    fields = _HEADER.unpack_from(data)
+    return _HEADER.size + fields[6] + fields[7]
+
+
 def test_another_format_version_decodes_to_none(entry: CachedRender) -> None:
-    data = bytearray(entry.encode()[:-4])
+    data = bytearray(entry.encode())
     data[4] += 1  # the version byte right after the magic
     # A valid checksum: only the version check can refuse it.
-    reencoded = bytes(data) + struct.pack("!I", zlib.crc32(bytes(data)))
-    assert CachedRender.decode(reencoded) is None
+    head = head_length(bytes(data))
+    data[head:head + 4] = struct.pack("!I", zlib.crc32(bytes(data[:head])))
+    assert CachedRender.decode(bytes(data)) is None
 
 
 def test_not_found_entries_round_trip_but_are_no_render() -> None:
@@ -124,16 +133,43 @@ def test_not_found_message_is_bounded_on_a_character_boundary() -> None:
     assert message == "é" * 500
 
 
-def test_the_checksum_is_zlibs_crc32_of_everything_before_it_whatever_the_size() -> None:
-    """Computed in slices (so a hit keeps the GIL), it is still one CRC-32 of the whole payload:
-    values written before, and by any other writer of the format, decode alike."""
+def test_checksums_are_zlibs_crc32_of_each_body_and_of_the_head_whatever_the_size() -> None:
+    """Computed in slices (so a hit keeps the GIL), each is still one CRC-32 of its whole part:
+    values written by any other writer of the format decode alike."""
     import os
 
     for size in (0, 5119, 5120, 5121, 40_000):
-        body = os.urandom(size // 2).hex().encode()[:size]
-        data = CachedRender.build(body, "text/plain", 1.0, 60, now=1000.0).encode()
-        assert struct.unpack("!I", data[-4:])[0] == zlib.crc32(data[:-4])
-        assert CachedRender.decode(data).identity == body
+        body = os.urandom(size // 2 + 1).hex().encode()[:size]
+        entry = CachedRender.build(body, "text/plain", 1.0, 60, now=1000.0)
+        data = entry.encode()
+        head = head_length(data)
+        assert struct.unpack_from("!I", data, head)[0] == zlib.crc32(data[:head])
+        assert struct.unpack_from("!III", data, head - 12 - len(entry.content_type) - len(entry.etag)) == \
+            (zlib.crc32(entry.identity), zlib.crc32(entry.gzip), zlib.crc32(entry.br))
+        assert CachedRender.decode(data) == entry
+
+
+def test_one_encoding_is_decoded_and_checked_alone(entry: CachedRender) -> None:
+    data = entry.encode()
+    start = head_length(data) + 4
+    spans = {"identity": (start, len(entry.identity)),
+             "gzip": (start + len(entry.identity), len(entry.gzip)),
+             "br": (start + len(entry.identity) + len(entry.gzip), len(entry.br))}
+    for encoding in ("identity", "gzip", "br"):
+        one = decode_entry(data, encoding)
+        assert one is not None and one.partial and not entry.partial
+        assert (one.etag, one.content_type, one.created, one.soft_expiry, one.render_ms) == \
+            (entry.etag, entry.content_type, entry.created, entry.soft_expiry, entry.render_ms)
+        assert {name: getattr(one, name) for name in spans} == \
+            {name: getattr(entry, name) if name == encoding else b"" for name in spans}
+    for damaged_part, (at, length) in spans.items():
         damaged = bytearray(data)
-        damaged[-5] ^= 1  # the last byte of the last slice
-        assert CachedRender.decode(bytes(damaged)) is None
+        damaged[at + length // 2] ^= 0x10
+        assert decode_entry(bytes(damaged)) is None
+        for encoding in spans:
+            decoded = decode_entry(bytes(damaged), encoding)
+            # Only the body it sends is checked: the others' damage does not concern this reader.
+            assert (decoded is None) == (encoding == damaged_part), (damaged_part, encoding)
+    damaged = bytearray(data)
+    damaged[8] ^= 0x01  # in the head (the creation time): every reader refuses it
+    assert all(decode_entry(bytes(damaged), encoding) is None for encoding in (None, *spans))

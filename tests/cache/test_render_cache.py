@@ -121,6 +121,35 @@ def test_after_shared_hit_found_nothing_the_render_reads_only_with_its_lock(
     assert render.calls == 2 and gets == ["k", "j"]
 
 
+@with_shared_tier
+def test_a_shared_hit_for_one_encoding_decodes_only_it_when_nothing_is_kept(
+    build: Callable[..., RenderCache], tiers: str
+) -> None:
+    stored = build().get_or_render("k", Renderer()).entry
+    reader = build()
+    hit = reader.shared_hit("k", encoding="gzip")
+    assert hit is not None and (hit.status, hit.tier) == ("HIT", "redis")
+    assert hit.entry.gzip == stored.gzip and hit.entry.etag == stored.etag
+    if tiers == "redis":
+        # Sent once and dropped: the other bodies were never decoded (nor checked).
+        assert hit.entry.partial and hit.entry.identity == hit.entry.br == b""
+    else:
+        # Kept in process for every later request, whatever it asks for: the whole render.
+        assert not hit.entry.partial and hit.entry == stored
+        assert reader.get_or_render("k", Renderer()).entry == stored
+
+
+def test_a_partial_copy_is_never_kept_in_process() -> None:
+    from storefront.cache.entry import decode_entry
+
+    entry = CachedRender.build(b"<p>x</p>", "text/html", 1.0, 60)
+    cache = RenderCache(LocalCache(1 << 20), None, **BASE)
+    cache._keep_local("k", decode_entry(entry.encode(), "br"), ())
+    assert cache.local.get("k") is None
+    cache._keep_local("k", entry, ())
+    assert cache.local.get("k") == entry
+
+
 def test_a_copy_past_its_soft_expiry_is_refreshed(build: Callable[..., RenderCache], clock: Clock) -> None:
     cache, render = build(), Renderer()
     first = cache.get_or_render("k", render)

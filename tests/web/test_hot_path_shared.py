@@ -9,6 +9,7 @@ import time
 import pytest
 import redis
 
+from storefront.cache.entry import decode_entry
 from storefront.freshness import LocalFreshness
 from tests.conftest import ADMIN_TOKEN, make_app, seed
 from tests.services import REDIS_URL, reachable, unavailable, unique_name
@@ -169,7 +170,10 @@ def test_a_parsed_request_is_answered_from_redis_as_wsgi_answers_it(shared_app) 
     client = shared_app.test_client()
     hot_path = shared_app.wsgi_app
     etag = client.get(JS).headers["ETag"]
+    full = decode_entry(shared_app.extensions["storefront"].cache.shared.get(
+        shared_app.extensions["storefront"].hot_targets.get(JS).key))
     for method, headers in [("GET", {"Accept-Encoding": "gzip"}), ("HEAD", {"Accept-Encoding": "br"}),
+                            ("GET", {"Accept-Encoding": "br"}), ("GET", {}),
                             ("GET", {"If-None-Match": etag, "X-Request-ID": "parsed-redis-1"})]:
         by_wsgi = client.open(JS, method=method, headers=headers)
         assert by_wsgi.headers["X-Cache"] == "HIT"
@@ -177,6 +181,9 @@ def test_a_parsed_request_is_answered_from_redis_as_wsgi_answers_it(shared_app) 
         assert answer is not None, (method, headers)
         status, answer_headers, body = answer
         assert status == by_wsgi.status.upper() and b"".join(body) == by_wsgi.data
+        if method == "GET" and status.startswith("200"):
+            # Each encoding decoded alone is that body of the whole render, byte for byte.
+            assert b"".join(body) == getattr(full, headers.get("Accept-Encoding", "identity"))
         strip = {"X-Request-ID", "Date"}
         assert [(k, v) for k, v in answer_headers if k not in strip] == \
             [(k, v) for k, v in by_wsgi.headers.items() if k not in strip]
