@@ -289,3 +289,61 @@ def test_a_get_is_sent_as_redis_py_would_pack_it(key: str) -> None:
     from storefront.cache.rediscache import packed_get
 
     assert packed_get(key) == b"".join(redis.Connection().pack_command("GET", key))
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_530, 200_000, 3_000_000])
+def test_get_reads_any_size_exactly_and_leaves_the_connection_clean(
+    make_redis_cache: MakeCache, size: int
+) -> None:
+    """A hit's reply is read straight off the socket (``read_get_reply``): whatever its size, the
+    bytes come back exactly, and the next command on the thread's connection finds nothing left."""
+    cache = make_redis_cache()
+    value = bytes(range(256)) * (size // 256) + b"\r\n$-1\r\n"[: size % 256]
+    assert cache.set("sized", value, 60)
+    for _ in range(3):
+        assert cache.get("sized") == value
+    assert cache.get("absent") is None
+    attempt = cache.acquire_lock("sized", 5000, read="sized")  # redis-py's own reader, same connection
+    assert attempt.acquired and attempt.value == value
+    assert cache.stats()["errors"] == {}
+
+
+def test_a_reply_read_in_pieces_is_whole_and_a_broken_one_an_error() -> None:
+    """The reader on a socket that delivers a reply in two parts, split at every position."""
+    from redis._parsers import _RESP2Parser
+
+    from storefront.cache.rediscache import _read_bulk
+
+    parser = _RESP2Parser(socket_read_size=65536)
+    reply = b"$12\r\nhello\r\nworld\r\n"
+    for cut in range(1, len(reply)):
+        ours, theirs = socket.socketpair()
+        try:
+            def send(peer: socket.socket = theirs, first: bytes = reply[:cut],
+                     rest: bytes = reply[cut:]) -> None:
+                peer.sendall(first)
+                time.sleep(0.005)
+                peer.sendall(rest)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            assert _read_bulk(ours, parser) == b"hello\r\nworld", cut
+            sender.join()
+        finally:
+            ours.close()
+            theirs.close()
+    for broken, error in [(b"$11\r\nhello", redis.ConnectionError),  # closed mid-value
+                          (b"$2\r\nok\r\n+PONG\r\n", redis.ConnectionError),  # more than one reply
+                          (b"+OK\r\n", redis.ConnectionError),  # not a bulk string
+                          (b"-WRONGTYPE Operation against a key\r\n", redis.ResponseError)]:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(broken)
+        theirs.close()
+        with pytest.raises(error):
+            _read_bulk(ours, parser)
+        ours.close()
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"$-1\r\n")
+    assert _read_bulk(ours, parser) is None
+    ours.close()
+    theirs.close()
