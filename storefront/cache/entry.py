@@ -9,6 +9,7 @@ import hashlib
 import struct
 import time
 import zlib
+from typing import NamedTuple
 
 # The size report's own brotli (quality and window chosen there), so it counts the bytes sent here.
 from storefront.render.assets import brotli_compress
@@ -41,9 +42,12 @@ def strong_etag(identity: bytes) -> str:
     return '"' + base64.urlsafe_b64encode(digest).decode("ascii")[:22] + '"'
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CachedRender:
-    """One render: the identity body plus its gzip and brotli forms, compressed once when built."""
+class CachedRender(NamedTuple):
+    """One render: the identity body plus its gzip and brotli forms, compressed once when built.
+
+    Immutable, and a tuple rather than a frozen dataclass: every shared-tier hit builds one, and a
+    frozen dataclass's ``__init__`` (a guarded ``setattr`` per field) costs three times as much.
+    """
 
     etag: str
     created: float
@@ -181,8 +185,6 @@ def decode_entry(data: bytes | bytearray | memoryview | None,
     except (TypeError, ValueError, struct.error):
         # ValueError covers UnicodeDecodeError: bytes that pass the CRC by chance are still refused.
         return None
-    return CachedRender(
-        etag=etag, created=created, soft_expiry=soft_expiry, render_ms=render_ms,
-        content_type=content_type, identity=bodies[0], gzip=bodies[1], br=bodies[2],
-        partial=encoding is not None,
-    )
+    # Positional: the hot path's one construction per shared-tier hit (the fields' order above).
+    return CachedRender(etag, created, soft_expiry, render_ms, content_type, bodies[0], bodies[1], bodies[2],
+                        encoding is not None)
