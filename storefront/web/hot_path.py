@@ -221,8 +221,8 @@ class HotPath:
 
     def answer_parsed(self, method: str, raw_target: str, headers: list[tuple[str, str]]) -> Answer | None:
         """The answer to a request a server has parsed but not turned into a WSGI environ yet, when
-        this worker holds its render: status line, headers and body items; else None, and the server
-        goes on to call the app as usual.
+        its URL is noted and a tier holds its render: status line, headers and body items; else
+        None, and the server goes on to call the app as usual.
 
         gunicorn's worker (gunicorn.conf.py) asks this first: for a hit, building the environ costs
         as much as the rest of the answer. ``headers``: the request's, names in upper case, as
