@@ -14,6 +14,7 @@ change, so they never outlive what they point at.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import threading
 import time
@@ -118,12 +119,22 @@ class HotTargets:
             if old is not None:
                 self._bytes -= self._size_of(raw_target, old)
             if self._bytes + size > self.max_bytes:
-                # Cheap to rebuild, one lookup per URL, and a full clear costs no bookkeeping per hit.
-                self._targets.clear()
-                self._bytes = 0
+                self._evict_oldest(size)
             self._targets[raw_target] = target
             self._bytes += size
         return target
+
+    def _evict_oldest(self, room: int) -> None:
+        """Drop the oldest notes (by when they were made) until ``room`` bytes fit; caller holds the lock.
+
+        A quarter at a time: a URL dropped costs its next request one first sight, and the order
+        notes were made in costs no bookkeeping per hit (a full clear would make every URL of a
+        catalogue larger than the budget a first sight at once, again and again).
+        """
+        targets = self._targets
+        while targets and self._bytes + room > self.max_bytes:
+            for raw_target in list(itertools.islice(targets, max(1, len(targets) // 4))):
+                self._bytes -= self._size_of(raw_target, targets.pop(raw_target))
 
     @staticmethod
     def _size_of(raw_target: str, target: HotTarget) -> int:
