@@ -253,7 +253,7 @@ def test_every_container_has_requests_and_limits_in_order() -> None:
 
 def test_workers_are_explicit_and_their_caches_fit_the_memory_limit(tmp_path: Path) -> None:
     environment = pod_environment()
-    # gunicorn.conf.py's default counts the node's CPUs, which a container does not own.
+    # Memory is sized per worker: the count is fixed, not derived from the CPU limit by gunicorn.conf.py.
     assert "GUNICORN_WORKERS" in environment
     workers = gunicorn_config(tmp_path)["workers"]
     limits = app_container()["resources"]["limits"]
