@@ -72,6 +72,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def pinned(command: list[str], cpus: frozenset[int]) -> list[str]:
+    """``command`` run under ``taskset`` on ``cpus`` (as it is when there is no taskset, or no CPUs)."""
+    if shutil.which("taskset") and cpus:
+        return ["taskset", "-c", cpu_list(cpus), *command]
+    return command
+
+
 def pin(pids: list[int], cpus: frozenset[int]) -> None:
     """Move every thread of ``pids`` onto ``cpus`` (threads started later inherit it)."""
     for pid in pids:
@@ -104,10 +111,8 @@ class Server:
         self.cpus = cpus
         self.log_path = log_dir / f"{self.name}-{int(time.time() * 1000)}.log"
         self._log = open(self.log_path, "wb")
-        if shutil.which("taskset") and cpus:
-            command = ["taskset", "-c", cpu_list(cpus), *command]
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(pinned(command, cpus), cwd=cwd, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property
     def pid(self) -> int:
@@ -222,11 +227,8 @@ def gunicorn_settings(env: dict[str, str], cpus: frozenset[int] = frozenset()) -
     """(workers, threads) exactly as gunicorn.conf.py computes them in ``env`` on ``cpus`` (its
     worker count follows the CPUs it may run on)."""
     code = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['workers'], c['threads'])"
-    command = [sys.executable, "-c", code]
-    if shutil.which("taskset") and cpus:
-        command = ["taskset", "-c", cpu_list(cpus), *command]
-    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True, timeout=30).stdout.split()
+    out = subprocess.run(pinned([sys.executable, "-c", code], cpus), cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True, timeout=30).stdout.split()
     return int(out[0]), int(out[1])
 
 

@@ -33,6 +33,19 @@ def reachable(url: str) -> bool:
         return False
 
 
+def delete_redis_keys(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every key under ``prefix`` (a test's own) from the Redis at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -147,6 +147,24 @@ def _read_bulk(sock: socket.socket, parser: _RESP2Parser) -> bytes | None:
     return bytes(view[start:stop])
 
 
+def _exchange_get(connection: redis.Connection, full_key: str) -> bytes | None:
+    """GET ``full_key`` on ``connection``: sent pre-packed, its reply read off the socket where the
+    connection can (``read_get_reply``)."""
+    connection.send_packed_command((packed_get(full_key),))
+    if isinstance(connection, _KernelTimeoutConnection):
+        return connection.read_get_reply()
+    return connection.read_response()  # type: ignore[no-any-return]
+
+
+def _exchange_commands(connection: redis.Connection, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """``commands`` in one round trip on ``connection``: their replies."""
+    if len(commands) == 1:
+        connection.send_command(*commands[0])
+    else:
+        connection.send_packed_command(connection.pack_commands(commands))
+    return [connection.read_response() for _ in commands]
+
+
 def packed_get(full_key: str) -> bytes:
     """``GET full_key`` in RESP, byte for byte what redis-py's packer makes of it (a str key is sent
     as UTF-8), in one step: its general packer costs a hit about as much as reading the reply."""
@@ -276,13 +294,12 @@ class RedisCache:
         """
         if not isinstance(client, redis.Redis):
             return client.get(full_key)  # type: ignore[no-any-return]
-        return self._on_own_connection(client, [("GET", full_key)], packed_get(full_key))[0]  # type: ignore[no-any-return]
+        return self._on_own_connection(client, _exchange_get, full_key)
 
-    def _on_own_connection(self, client: redis.Redis, commands: list[tuple[Any, ...]],
-                           packed: bytes | None = None) -> list[Any]:
-        """``commands`` in one round trip on this thread's own connection; their replies, or the
-        first error raised (a miss's lock and writes take this way too, as GETs do). ``packed``:
-        the one command already in RESP."""
+    def _on_own_connection(self, client: redis.Redis, exchange: Callable[..., T], *args: Any) -> T:
+        """``exchange(connection, *args)``, one round trip on this thread's own connection: a GET
+        (``_exchange_get``), or a miss's lock and writes (``_exchange_commands``); its result, or the
+        first error raised."""
         connection = getattr(self._own, "connection", None)
         if connection is None or self._own.pid != per_process.pid:
             pool = client.connection_pool
@@ -294,15 +311,7 @@ class RedisCache:
             with self._own_lock:
                 self._own_connections.add(connection)
         try:
-            if packed is not None:
-                connection.send_packed_command((packed,))
-            elif len(commands) == 1:
-                connection.send_command(*commands[0])
-            else:
-                connection.send_packed_command(connection.pack_commands(commands))
-            if packed is not None and connection.__class__ is _KernelTimeoutConnection:
-                return [connection.read_get_reply()]
-            return [connection.read_response() for _ in commands]
+            return exchange(connection, *args)
         except BaseException:
             # Whatever state the socket is in (a timeout mid-reply, replies left unread after an
             # error), the next command starts afresh.
@@ -454,7 +463,7 @@ class RedisCache:
 
     def _pipeline(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one round trip; their replies, or the first error raised."""
-        return self._on_own_connection(client, commands)
+        return self._on_own_connection(client, _exchange_commands, commands)
 
     def _call(self, op: str, fn: Callable[[redis.Redis], T], default: T) -> T:
         if not self.breaker.allow():

@@ -46,8 +46,8 @@ _WSGI_ONLY_HEADERS = frozenset({"CONTENT-LENGTH", "TRANSFER-ENCODING", "EXPECT"}
 
 
 class _Handoff(threading.local):
+    # The key whose every tier answer_parsed looked in, finding nothing to answer with.
     key: str | None = None
-    entry: Any = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,23 +201,12 @@ class HotPath:
             if target is not None:
                 request = (method, environ.get("HTTP_IF_NONE_MATCH"),
                            environ.get("HTTP_ACCEPT_ENCODING", ""), environ.get("HTTP_X_REQUEST_ID"))
-                handoff = self._handoff
-                looked = handoff.key == target.key
-                if looked:
-                    # answer_parsed looked this request's key up in every tier already.
-                    entry, handoff.key, handoff.entry = handoff.entry, None, None
+                if self._handoff.key == target.key:
+                    # answer_parsed looked in every tier for this very request: none could answer.
+                    self._handoff.key = None
+                    answer = None
                 else:
-                    local = self.targets.local
-                    entry = local.get(target.key) if local is not None else None
-                answer = None
-                if entry.__class__ is CachedRender:
-                    answer = self._answer(request, target, entry, started, "local", local_hit=True)
-                elif entry is None and not looked and self.targets.cache.shared is not None:
-                    # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
-                    result = self.targets.cache.shared_hit(target.key, target.tags,
-                                                           self._encoding(request[2]))
-                    if result is not None:
-                        answer = self._answer(request, target, result.entry, started, "redis")
+                    answer = self._answer_from_tiers(request, target, started)
                 if answer is None and self.render_miss is not None:
                     # A miss (or a copy due for refresh): the render cache decides, as for the view.
                     missed = self.render_miss(environ, raw_target, target)
@@ -259,16 +248,25 @@ class HotPath:
                 return None
         request = (method, read.get("IF-NONE-MATCH"), read.get("ACCEPT-ENCODING", ""),
                    read.get("X-REQUEST-ID"))
+        answer = self._answer_from_tiers(request, target, started)
+        if answer is None:
+            # A miss, a not-found marker or a copy due for refresh: WSGI takes it from here.
+            self._handoff.key = target.key
+        return answer
+
+    def _answer_from_tiers(self, request: tuple[str, str | None, str, str | None], target: HotTarget,
+                           started: float) -> Answer | None:
+        """The answer from this worker's in-process tier, else from one Redis GET; None when neither
+        holds a current render (the render cache then decides, as for the view)."""
         local = self.targets.local
         entry = local.get(target.key) if local is not None else None
         if entry.__class__ is CachedRender:
             return self._answer(request, target, entry, started, "local", local_hit=True)
         if entry is None and self.targets.cache.shared is not None:
+            # Not in this worker (or no in-process tier): one Redis GET, no routing, no lookup.
             result = self.targets.cache.shared_hit(target.key, target.tags, self._encoding(request[2]))
             if result is not None:
                 return self._answer(request, target, result.entry, started, "redis")
-        # A miss, a not-found marker or a copy due for refresh: WSGI answers it with what was found.
-        self._handoff.key, self._handoff.entry = target.key, entry
         return None
 
     def _answer(self, request: tuple[str, str | None, str, str | None], target: HotTarget,

@@ -293,16 +293,27 @@ def test_a_get_is_sent_as_redis_py_would_pack_it(key: str) -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 65_530, 200_000, 3_000_000])
 def test_get_reads_any_size_exactly_and_leaves_the_connection_clean(
-    make_redis_cache: MakeCache, size: int
+    make_redis_cache: MakeCache, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hit's reply is read straight off the socket (``read_get_reply``): whatever its size, the
     bytes come back exactly, and the next command on the thread's connection finds nothing left."""
+    from storefront.cache.rediscache import _KernelTimeoutConnection
+
+    replies: list[bytes | None] = []
+    real_read = _KernelTimeoutConnection.read_get_reply
+    # Counts the replies the socket reader gave (the real Redis sends them), so this test cannot
+    # pass on redis-py's own reader alone.
+    monkeypatch.setattr(_KernelTimeoutConnection, "read_get_reply",
+                        lambda connection: replies.append(real_read(connection)) or replies[-1])
     cache = make_redis_cache()
-    value = bytes(range(256)) * (size // 256) + b"\r\n$-1\r\n"[: size % 256]
+    # Exactly ``size`` bytes, with RESP's own markers inside the value.
+    value = (b"\r\n$-1\r\n" + bytes(range(256)) * (size // 256 + 1))[:size]
     assert cache.set("sized", value, 60)
     for _ in range(3):
         assert cache.get("sized") == value
     assert cache.get("absent") is None
+    if sys.platform.startswith("linux"):
+        assert replies == [value] * 3 + [None]
     attempt = cache.acquire_lock("sized", 5000, read="sized")  # redis-py's own reader, same connection
     assert attempt.acquired and attempt.value == value
     assert cache.stats()["errors"] == {}

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.conftest import ADMIN_TOKEN, SECRET, SHOPIFY_SECRET
-from tests.services import REDIS_URL, GunicornServer, reachable, unavailable, unique_name
+from tests.services import REDIS_URL, GunicornServer, delete_redis_keys, reachable, unavailable, unique_name
 
 pytestmark = pytest.mark.slow
 
@@ -111,11 +110,7 @@ def both(request: pytest.FixtureRequest,
     for server, _ in servers.values():
         server.stop()
     if tiers:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_redis_keys(prefix)
 
 
 def test_hits_answered_before_wsgi_are_byte_for_byte_the_wsgi_answers(both) -> None:  # type: ignore[no-untyped-def]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
-import redis
+from flask import Flask
 
 from storefront.cache.entry import decode_entry
 from storefront.freshness import LocalFreshness
 from tests.conftest import ADMIN_TOKEN, make_app, seed
-from tests.services import REDIS_URL, reachable, unavailable, unique_name
+from tests.services import REDIS_URL, delete_redis_keys, reachable, unavailable, unique_name
+from tests.web.parsed_requests import answered_alike
 
 SHOP = "demo-coffee.myshopify.com"
 JS = f"/v1/shops/{SHOP}/widgets/subscription.js?product=7001000000001"
@@ -20,28 +23,30 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 VOLATILE = {"X-Request-ID", "X-Cache", "Server-Timing", "Date"}
 
 
-@pytest.fixture
-def shared_app(sqlite_url):  # type: ignore[no-untyped-def]
-    """An app with Redis and no in-process tier: every hit is a shared-tier hit."""
+@contextlib.contextmanager
+def redis_app(sqlite_url: str, **settings: object) -> Iterator[Flask]:
+    """An app on Redis under a prefix of its own, seeded; its listener stopped and keys gone after."""
     if not reachable(REDIS_URL):
         unavailable(f"Redis is not reachable at {REDIS_URL}")
     prefix = unique_name("sfhot") + ":"
-    app = make_app(sqlite_url, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix, LOCAL_CACHE_BYTES=0,
-                   REDIS_TIMEOUT_MS=1000, REDIS_CONNECT_TIMEOUT_MS=1000)
+    app = make_app(sqlite_url, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix, REDIS_TIMEOUT_MS=1000,
+                   REDIS_CONNECT_TIMEOUT_MS=1000, **settings)
     seed(app)
-    yield app
-    services = app.extensions["storefront"]
-    if services._listener is not None:
-        services._listener.stop()
-    delete_prefixed(prefix)
+    try:
+        yield app
+    finally:
+        services = app.extensions["storefront"]
+        if services._listener is not None:
+            services._listener.stop()
+        delete_redis_keys(prefix)
+        services.store.close()
 
 
-def delete_prefixed(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+@pytest.fixture
+def shared_app(sqlite_url):  # type: ignore[no-untyped-def]
+    """An app with Redis and no in-process tier: every hit is a shared-tier hit."""
+    with redis_app(sqlite_url, LOCAL_CACHE_BYTES=0) as app:
+        yield app
 
 
 def wait_subscribed(app) -> None:  # type: ignore[no-untyped-def]
@@ -160,33 +165,18 @@ def test_a_url_new_to_this_worker_is_answered_from_redis_without_flask(shared_ap
             listener.stop()
 
 
-def parsed(headers: dict[str, str]) -> list[tuple[str, str]]:
-    """Request headers as gunicorn's parser hands them to answer_parsed."""
-    return [(name.upper(), value) for name, value in headers.items()]
-
-
 def test_a_parsed_request_is_answered_from_redis_as_wsgi_answers_it(shared_app) -> None:  # type: ignore[no-untyped-def]
     """gunicorn's worker answers a noted URL's shared-tier hit before building the environ too."""
-    client = shared_app.test_client()
-    hot_path = shared_app.wsgi_app
-    etag = client.get(JS).headers["ETag"]
+    etag = shared_app.test_client().get(JS).headers["ETag"]
     full = decode_entry(shared_app.extensions["storefront"].cache.shared.get(
         shared_app.extensions["storefront"].hot_targets.get(JS).key))
     for method, headers in [("GET", {"Accept-Encoding": "gzip"}), ("HEAD", {"Accept-Encoding": "br"}),
                             ("GET", {"Accept-Encoding": "br"}), ("GET", {}),
                             ("GET", {"If-None-Match": etag, "X-Request-ID": "parsed-redis-1"})]:
-        by_wsgi = client.open(JS, method=method, headers=headers)
-        assert by_wsgi.headers["X-Cache"] == "HIT"
-        answer = hot_path.answer_parsed(method, JS, parsed(headers))
-        assert answer is not None, (method, headers)
-        status, answer_headers, body = answer
-        assert status == by_wsgi.status.upper() and b"".join(body) == by_wsgi.data
+        (status, _headers, body), _by_wsgi = answered_alike(shared_app, JS, method, headers)
         if method == "GET" and status.startswith("200"):
             # Each encoding decoded alone is that body of the whole render, byte for byte.
             assert b"".join(body) == getattr(full, headers.get("Accept-Encoding", "identity"))
-        strip = {"X-Request-ID", "Date"}
-        assert [(k, v) for k, v in answer_headers if k not in strip] == \
-            [(k, v) for k, v in by_wsgi.headers.items() if k not in strip]
 
 
 def test_a_redis_miss_found_by_a_parsed_request_is_not_looked_up_again_by_wsgi(shared_app) -> None:  # type: ignore[no-untyped-def]
@@ -215,17 +205,10 @@ def test_a_redis_miss_found_by_a_parsed_request_is_not_looked_up_again_by_wsgi(s
 
 
 def test_with_both_tiers_a_parsed_request_answers_from_redis_then_from_process(sqlite_url) -> None:  # type: ignore[no-untyped-def]
-    if not reachable(REDIS_URL):
-        unavailable(f"Redis is not reachable at {REDIS_URL}")
-    prefix = unique_name("sfhot") + ":"
-    app = make_app(sqlite_url, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix, REDIS_TIMEOUT_MS=1000,
-                   REDIS_CONNECT_TIMEOUT_MS=1000)
-    seed(app)
-    services = app.extensions["storefront"]
-    try:
+    with redis_app(sqlite_url) as app:
         first = app.test_client().get(JS, headers={"Accept-Encoding": "gzip"})
         assert first.headers["X-Cache"] == "MISS"
-        local = services.cache.local
+        local = app.extensions["storefront"].cache.local
         local.clear()  # as a worker that did not render it
         misses, hits = local.stats()["misses"], local.stats()["hits"]
         from_redis = app.wsgi_app.answer_parsed("GET", JS, [("ACCEPT-ENCODING", "gzip")])
@@ -235,8 +218,3 @@ def test_with_both_tiers_a_parsed_request_answers_from_redis_then_from_process(s
         from_process = app.wsgi_app.answer_parsed("GET", JS, [("ACCEPT-ENCODING", "gzip")])
         assert from_process is not None and b"".join(from_process[2]) == first.data
         assert local.stats()["hits"] == hits + 1
-    finally:
-        if services._listener is not None:
-            services._listener.stop()
-        delete_prefixed(prefix)
-        services.store.close()
