@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import sys
 import threading
 import time
@@ -48,6 +49,8 @@ _WSGI_ONLY_HEADERS = frozenset({"CONTENT-LENGTH", "TRANSFER-ENCODING", "EXPECT"}
 class _Handoff(threading.local):
     # The key whose every tier answer_parsed looked in, finding nothing to answer with.
     key: str | None = None
+    # The raw target answer_parsed tried to note and could not (resolve gave None).
+    unresolved: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -173,14 +176,18 @@ class HotPath:
     """WSGI middleware: answers remembered URLs from the in-process tier, else calls ``app``."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], targets: HotTargets,
-                 resolve: Callable[[dict[str, Any], str], HotTarget | None] | None = None,
+                 resolve: Callable[[str, str, str], HotTarget | None] | None = None,
                  render_miss: Callable[[dict[str, Any], str, HotTarget],
                                        tuple[HotTarget, CacheResult] | None] | None = None) -> None:
         self.app = app
         self.targets = targets
-        # For a URL not noted yet: its target if the request is valid and its inputs are known
-        # without rendering (storefront/web/widgets.py), else None and Flask answers.
+        # For a URL not noted yet (path as routed, query string, raw target): its target if the
+        # request is valid and its inputs are known without rendering (storefront/web/widgets.py),
+        # else None and Flask answers.
         self.resolve = resolve
+        # answer_parsed notes new URLs itself only where its raw target's path is PATH_INFO: no
+        # SCRIPT_NAME for gunicorn to strip from it.
+        self._resolve_parsed = resolve is not None and not os.environ.get("SCRIPT_NAME")
         # For a noted URL that no tier holds: the render cache's answer (rendered once per key) and
         # the URL's current target, or None when it failed; Flask then answers with what it met.
         self.render_miss = render_miss
@@ -197,7 +204,11 @@ class HotPath:
             raw_target = raw_request_target(environ)
             target = self.targets.get(raw_target) if raw_target else None
             if target is None and raw_target and self.resolve is not None and self.targets.enabled:
-                target = self.resolve(environ, raw_target)
+                if self._handoff.unresolved == raw_target:
+                    self._handoff.unresolved = None  # answer_parsed tried already: Flask answers
+                else:
+                    target = self.resolve(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
+                                          raw_target)
             if target is not None:
                 request = (method, environ.get("HTTP_IF_NONE_MATCH"),
                            environ.get("HTTP_ACCEPT_ENCODING", ""), environ.get("HTTP_X_REQUEST_ID"))
@@ -221,21 +232,20 @@ class HotPath:
 
     def answer_parsed(self, method: str, raw_target: str, headers: list[tuple[str, str]]) -> Answer | None:
         """The answer to a request a server has parsed but not turned into a WSGI environ yet, when
-        its URL is noted and a tier holds its render: status line, headers and body items; else
-        None, and the server goes on to call the app as usual.
+        a tier holds its render: status line, headers and body items; else None, and the server
+        goes on to call the app as usual.
 
         gunicorn's worker (gunicorn.conf.py) asks this first: for a hit, building the environ costs
         as much as the rest of the answer. ``headers``: the request's, names in upper case, as
-        gunicorn parses them. Noted URLs are answered here from the in-process tier or with one
-        Redis GET; for anything else the WSGI path that follows, on this thread, takes over what
-        was found (no second look in either tier, each lookup counted once).
+        gunicorn parses them. A URL not noted yet is noted here (``resolve``) when its raw target
+        is a plain path and query; noted URLs are answered from the in-process tier or with one
+        Redis GET. For anything else the WSGI path that follows, on this thread, takes over what
+        was found (no second look in either tier or the lookup, each lookup counted once).
         """
         started = time.perf_counter()
-        self._handoff.key = None
+        handoff = self._handoff
+        handoff.key = handoff.unresolved = None
         if method != "GET" and method != "HEAD":
-            return None
-        target = self.targets.get(raw_target)
-        if target is None:
             return None
         read: dict[str, str] = {}
         for name, value in headers:
@@ -246,12 +256,24 @@ class HotPath:
                 # A body (Flask answers, or refuses, it), a 100 Continue for gunicorn to send, or a
                 # name the environ would spell like a hyphenated one (gunicorn's header_map).
                 return None
+        target = self.targets.get(raw_target)
+        if target is None:
+            if not self._resolve_parsed or not self.targets.enabled:
+                return None
+            path, _, query = raw_target.partition("?")
+            if path[:1] != "/" or "%" in path:
+                # An absolute or encoded target: the environ's PATH_INFO is not the raw path.
+                return None
+            target = self.resolve(path, query, raw_target)  # type: ignore[misc]
+            if target is None:
+                handoff.unresolved = raw_target
+                return None
         request = (method, read.get("IF-NONE-MATCH"), read.get("ACCEPT-ENCODING", ""),
                    read.get("X-REQUEST-ID"))
         answer = self._answer_from_tiers(request, target, started)
         if answer is None:
             # A miss, a not-found marker or a copy due for refresh: WSGI takes it from here.
-            self._handoff.key = target.key
+            handoff.key = target.key
         return answer
 
     def _answer_from_tiers(self, request: tuple[str, str | None, str, str | None], target: HotTarget,

@@ -49,17 +49,17 @@ def widget(shop: str, filename: str) -> Response:
     return widget_response(services, widget_request, result)
 
 
-def _hot_widget_request(environ: dict[str, Any], raw_target: str) -> WidgetRequest:
-    """The view's parsing and validation of a GET or HEAD without a body, from the WSGI environ.
+def _hot_widget_request(path: str, query: str, raw_target: str) -> WidgetRequest:
+    """The view's parsing and validation of a GET or HEAD without a body, from its path (as routed:
+    PATH_INFO) and query string.
 
     Raises ApiError for anything the view would refuse, routing included.
     """
-    parts = environ.get("PATH_INFO", "").split("/")
+    parts = path.split("/")
     if len(parts) != 6 or parts[1] != "v1" or parts[2] != "shops" or parts[4] != "widgets" \
             or not parts[3] or not parts[5]:
         raise ApiError(404, "no such resource")
-    return parse_widget_request(parts[3], parts[5], raw_target.partition("?")[0],
-                                environ.get("QUERY_STRING", ""), False)
+    return parse_widget_request(parts[3], parts[5], raw_target.partition("?")[0], query, False)
 
 
 def _remember(services: Services, raw_target: str, req: WidgetRequest, key: str, path: str,
@@ -69,26 +69,25 @@ def _remember(services: Services, raw_target: str, req: WidgetRequest, key: str,
                                          generation)
 
 
-def resolve_hot_target(services: Services, environ: dict[str, Any], raw_target: str) -> HotTarget | None:
+def resolve_hot_target(services: Services, path: str, query: str, raw_target: str) -> HotTarget | None:
     """The hot path's note for a widget URL this worker has not answered yet, made without Flask.
 
-    The same parsing, validation and lookup as ``widget`` above, for a GET or HEAD without a body:
-    a CDN's misses spread over thousands of URLs, and each would otherwise pay for routing and
-    Flask's request machinery once per worker. Anything the view would refuse or that needs the
-    database to say more (an invalid request, an unknown shop or product, the store down) gives
-    None, and the view answers it as usual.
+    The same parsing, validation and lookup as ``widget`` above, for a GET or HEAD without a body
+    (``path``: as routed, PATH_INFO): a CDN's misses spread over thousands of URLs, and each would
+    otherwise pay for routing and Flask's request machinery once per worker. Anything the view
+    would refuse or that needs the database to say more (an invalid request, an unknown shop or
+    product, the store down) gives None, and the view answers it as usual.
     """
     services.start_request()
     generation = services.freshness.generation
     try:
-        req = _hot_widget_request(environ, raw_target)
+        req = _hot_widget_request(path, query, raw_target)
         inputs = services.lookup.lookup(req.shop, req.kind, req.product_id)
     except (ApiError, Missing, StoreUnavailable):
         return None
     finally:
         services.close_request()
-    return _remember(services, raw_target, req, services.renders.key_for(req, inputs),
-                     environ.get("PATH_INFO", ""), generation)
+    return _remember(services, raw_target, req, services.renders.key_for(req, inputs), path, generation)
 
 
 def render_hot_miss(services: Services, environ: dict[str, Any], raw_target: str,
@@ -103,7 +102,7 @@ def render_hot_miss(services: Services, environ: dict[str, Any], raw_target: str
     services.start_request()
     generation = services.freshness.generation
     try:
-        req = _hot_widget_request(environ, raw_target)
+        req = _hot_widget_request(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), raw_target)
         result, key = fetch_render(services, req)
     except Exception as error:
         environ[HOT_PATH_ERROR] = error

@@ -255,7 +255,8 @@ def test_a_parsed_request_goes_to_wsgi_unless_it_is_a_hit(seeded_app) -> None:  
     other = f"/v1/shops/{SHOP}/widgets/subscription.js?product=7001000000002"
     assert client.get(JS).status_code == 200
     assert hot_path.answer_parsed("GET", JS, []) is not None
-    assert hot_path.answer_parsed("GET", other, []) is None  # not noted: WSGI resolves it
+    assert hot_path.answer_parsed("GET", other, []) is None  # noted now, but in no tier: WSGI renders it
+    assert services.hot_targets.get(other) is not None
     assert hot_path.answer_parsed("POST", JS, []) is None
     assert hot_path.answer_parsed("GET", JS, [("CONTENT-LENGTH", "0")]) is None
     assert hot_path.answer_parsed("GET", JS, [("TRANSFER-ENCODING", "chunked")]) is None
@@ -299,3 +300,49 @@ def test_a_parsed_request_for_a_remembered_not_found_counts_as_wsgi_alone(seeded
         after = local.stats()
         grown.append((after["hits"] - counts["hits"], after["misses"] - counts["misses"]))
     assert grown[0] == grown[1]
+
+
+def test_a_parsed_request_for_a_url_not_noted_yet_notes_it_and_answers_from_a_tier(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    """A URL this worker has not answered yet, whose render a tier holds (another worker made it),
+    is noted and answered from the parsed request, as the WSGI path would answer it."""
+    services = seeded_app.extensions["storefront"]
+    assert seeded_app.test_client().get(JS).status_code == 200  # rendered: the tier holds it
+    services.hot_targets.clear()
+    answer = seeded_app.wsgi_app.answer_parsed("GET", JS, [])
+    assert answer is not None and dict(answer[1])["X-Cache"] == "HIT"
+    assert services.hot_targets.get(JS) is not None
+    services.hot_targets.clear()
+    answered_alike(seeded_app, JS, "GET", {"Accept-Encoding": "gzip"})
+
+
+def test_a_url_the_parsed_request_cannot_note_is_looked_up_once(seeded_app) -> None:  # type: ignore[no-untyped-def]
+    """An unknown product, a malformed query, an encoded or absolute target: answer_parsed leaves
+    them to WSGI, which does not look them up a second time (encoded and absolute targets were not
+    looked up at all: only the environ says what path they route to)."""
+    client = seeded_app.test_client()
+    hot_path = seeded_app.wsgi_app
+    resolved: list[str] = []
+    resolve = hot_path.resolve
+
+    def counting(path: str, query: str, raw_target: str):  # type: ignore[no-untyped-def]
+        resolved.append(raw_target)
+        return resolve(path, query, raw_target)
+
+    hot_path.resolve = counting
+    unknown = f"/v1/shops/{SHOP}/widgets/subscription.js?product=7001999999999"
+    malformed = f"/v1/shops/{SHOP}/widgets/subscription.js?product=x"
+    for url, status in ((unknown, 404), (malformed, 400)):
+        resolved.clear()
+        assert hot_path.answer_parsed("GET", url, []) is None
+        assert client.get(url).status_code == status
+        assert resolved == [url]
+    encoded = f"/v1/shops/{SHOP}/widgets/subscription%2Ejs?product=7001000000001"
+    absolute = f"http://widgets.example.test/v1/shops/{SHOP}/widgets/subscription.js?product=7001000000001"
+    for url in (encoded, absolute):
+        resolved.clear()
+        assert hot_path.answer_parsed("GET", url, []) is None
+        assert resolved == []
+    # A request that answer_parsed was not asked about resolves in WSGI as before.
+    resolved.clear()
+    assert client.get(JS).status_code == 200
+    assert resolved == [JS]
