@@ -289,8 +289,9 @@ def notes(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
     if meta:
         pinned = "pinned" if meta.get("pinned") else "NOT pinned: one CPU"
         lines.append(
-            f"gunicorn: {meta.get('workers')} workers x {meta.get('threads')} threads (gthread) for the "
-            f"project, the bare callable and Flask-Caching alike; server CPU {meta.get('server_cpus')}, "
+            f"gunicorn: {meta.get('workers')} workers x {meta.get('threads')} threads "
+            f"({meta.get('worker_class', 'gthread')}, gunicorn.conf.py) for the project, the bare callable "
+            f"and Flask-Caching alike; server CPU {meta.get('server_cpus')}, "
             f"wrk CPU {meta.get('client_cpus')} ({pinned}); wrk {meta.get('wrk_threads')} threads, "
             f"{meta.get('connections')} connections, {meta.get('duration_s')} s measured per server and "
             f"scenario after {meta.get('warmup_s')} s of warm-up; "
