@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import runpy
 import secrets
 import shlex
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
@@ -150,6 +152,13 @@ GUNICORN_NAMES = ("bind", "workers", "threads", "timeout", "graceful_timeout", "
 def gunicorn_environment_names() -> set[str]:
     """The GUNICORN_* variables gunicorn.conf.py reads."""
     return set(re.findall(r"""os\.environ\.get\(\s*["'](GUNICORN_[A-Z_]+)["']""", GUNICORN_CONF.read_text()))
+
+
+def gunicorn_conf_in_process(metrics_dir: str = "unused") -> dict[str, Any]:
+    """gunicorn.conf.py's names, loaded in this process with the environment left as it was: the
+    file names a metrics directory in os.environ when none is set, and later tests would see it."""
+    with mock.patch.dict(os.environ, {"PROMETHEUS_MULTIPROC_DIR": metrics_dir}):
+        return runpy.run_path(str(GUNICORN_CONF))
 
 
 def effective_gunicorn_config(environment: Mapping[str, str], metrics_dir: Path) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import runpy
 import socket
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +11,9 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http import wsgi as gunicorn_wsgi
 
-CONF = runpy.run_path(str(Path(__file__).parents[2] / "gunicorn.conf.py"))
+from tests.deploy.deploy_files import gunicorn_conf_in_process
+
+CONF = gunicorn_conf_in_process()
 ParsedAnswer = CONF["ParsedAnswer"]
 BODY = b"console.log('widget');"
 HEADERS = [("Cache-Control", "public, max-age=60"), ("Vary", "Accept-Encoding"), ("ETag", '"abc"'),

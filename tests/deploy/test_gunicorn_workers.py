@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -12,24 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.deploy_files import GUNICORN_CONF, ROOT
+from tests.deploy.deploy_files import GUNICORN_CONF, ROOT, gunicorn_conf_in_process
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    # The config prepares a metrics directory when none is named: name one, so it changes no environment.
-    metrics = tmp_path_factory.mktemp("metrics")
-    saved = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-    try:
-        return runpy.run_path(str(GUNICORN_CONF))
-    finally:
-        if saved is None:
-            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        else:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
+    return gunicorn_conf_in_process(str(tmp_path_factory.mktemp("metrics")))
 
 
 def cgroup(tmp_path: Path, files: dict[str, str]) -> str:
