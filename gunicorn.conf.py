@@ -250,7 +250,13 @@ class StorefrontThreadWorker(ThreadWorker):
             for fd, _ in events:
                 listener = self.listeners.get(fd)
                 if listener is not None:
-                    self.accept(listener)
+                    try:
+                        self.accept(listener)
+                    except Exception:
+                        # Out of file descriptors, say: the main loop re-arms the listener within a
+                        # second, rather than this thread spinning on it.
+                        self.log.exception("Error accepting a connection")
+                        self._accepting = False
                     continue
                 with lock:
                     conn = conns.get(fd)
@@ -262,7 +268,10 @@ class StorefrontThreadWorker(ThreadWorker):
                 except Exception:
                     self.log.exception("Error serving a connection")
                     keep = False
-                self.done_with(fd, conn, keep)
+                try:
+                    self.done_with(fd, conn, keep)
+                except Exception:
+                    self.log.exception("Error closing a connection")
 
     def serve_connection(self, conn):
         """Answer the request(s) waiting on ``conn``; True to keep it open."""

@@ -9,6 +9,7 @@ limit, and a stop that still answers a request arriving on a kept-alive connecti
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 class LoopServer:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, open_files: int | None = None) -> None:
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
         env = {k: v for k, v in os.environ.items()
@@ -33,7 +34,9 @@ class LoopServer:
         self.process = subprocess.Popen(
             [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
              "--workers", "1", *args, "tests.deploy.loop_app:app"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (open_files, open_files)))
         wait_for_port(self.port, timeout=30)
         assert get(self.port, "/healthz") == b"/healthz"  # the worker is up
 
@@ -199,3 +202,20 @@ def test_a_request_on_a_kept_alive_connection_during_a_stop_is_answered(server: 
         assert body == b"/echo/during" and b"Connection: close" in head
         assert closed_by_server_within(sock, 5)
     assert server.process.wait(10) == 0, server.output()[-2000:]
+
+
+def test_out_of_file_descriptors_the_worker_keeps_serving_once_some_close() -> None:
+    """accept() failing (EMFILE) is logged and retried a second later: no serving thread dies."""
+    server = LoopServer("--threads", "2", "--keep-alive", "30", open_files=64)
+    try:
+        held = [connect(server.port) for _ in range(90)]  # more than the worker may open
+        time.sleep(1.5)
+        assert "Error accepting a connection" in server.output()
+        for sock in held:
+            sock.close()
+        time.sleep(0.5)
+        for number in range(10):
+            assert get(server.port, f"/echo/{number}") == f"/echo/{number}".encode()
+        assert server.process.poll() is None
+    finally:
+        server.stop()
