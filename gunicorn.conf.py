@@ -2,6 +2,7 @@
 
 import ctypes
 import errno
+import gc
 import multiprocessing
 import os
 import select
@@ -188,6 +189,12 @@ class StorefrontThreadWorker(ThreadWorker):
 
     def load_wsgi(self):
         super().load_wsgi()
+        # What loading made (modules, templates, settings: some 60,000 objects) lives as long as
+        # the worker: moved out of the collector's sight, a full collection no longer walks it.
+        # With the in-process tier full, those collections had paused a worker for 140-240 ms
+        # (the Zipf mix with both tiers: p99 58-240 ms, 12-17 ms frozen).
+        gc.collect()
+        gc.freeze()
         hot_path = getattr(self.wsgi, "wsgi_app", None)
         gunicorn_sees_requests = (type(self.log).access is not glogging.Logger.access
                                   or self.log.access_log_enabled)

@@ -219,3 +219,8 @@ def test_out_of_file_descriptors_the_worker_keeps_serving_once_some_close() -> N
         assert server.process.poll() is None
     finally:
         server.stop()
+
+
+def test_what_loading_made_is_frozen_out_of_the_collectors_sight(server: LoopServer) -> None:
+    # gunicorn and this app's modules at least; the production app adds tens of thousands more.
+    assert int(get(server.port, "/gc/frozen")) > 5_000
