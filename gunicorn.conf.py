@@ -179,7 +179,7 @@ class StorefrontThreadWorker(ThreadWorker):
         self.epoll = select.epoll()
         self.conns = {}  # fd -> TConn, every open connection
         self.keepalived_conns = set()  # the idle ones (gthread's name: its handle_request counts them)
-        self.lingering = []  # (when to close, TConn): shut for writing after their last answer
+        self.lingering = {}  # fd -> (when to close at the latest, TConn): shut for writing, last answer sent
         self.conns_lock = threading.Lock()
         self.stop_requested = threading.Event()
         self.listeners = {listener.fileno(): listener for listener in self.sockets}
@@ -255,6 +255,12 @@ class StorefrontThreadWorker(ThreadWorker):
             except (OSError, ValueError):
                 return  # the epoll is closed: the worker is exiting
             for fd, _ in events:
+                if fd in self.lingering:
+                    try:
+                        self.drain_lingering(fd)
+                    except Exception:
+                        self.log.exception("Error closing a connection")
+                    continue
                 listener = self.listeners.get(fd)
                 if listener is not None:
                     try:
@@ -313,23 +319,55 @@ class StorefrontThreadWorker(ThreadWorker):
                 return  # close_idle has it
             del self.conns[fd]
             self.nr_conns -= 1
-        try:
-            self.epoll.unregister(fd)
-        except OSError:
-            pass
-        self.close_gracefully(conn)
+        self.close_gracefully(fd, conn)
 
-    def close_gracefully(self, conn):
+    def close_gracefully(self, fd, conn):
         """gunicorn's graceful close (RFC 9112 section 9.6) without a thread waiting for the client:
-        the write side is shut now (the client sees the end), and the socket itself is closed by
-        the main loop a moment later, once the client has had time to read the answer and close."""
+        the write side is shut now (the client reads the answer, then the end), and the socket is
+        closed when the client closes its side (a serving thread sees it in epoll), or by the main
+        loop ``CLOSE_LINGER_S`` later, whichever comes first. What the client sends meanwhile is
+        read and dropped, so closing does not reset the connection."""
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            conn.close()
+            self.unregister_and_close(fd, conn)
             return
         with self.conns_lock:
-            self.lingering.append((time.monotonic() + CLOSE_LINGER_S, conn))
+            self.lingering[fd] = (time.monotonic() + CLOSE_LINGER_S, conn)
+        try:
+            self.epoll.modify(fd, _ARMED)
+        except OSError:
+            self.close_now(fd, conn)
+
+    def drain_lingering(self, fd):
+        """A lingering connection is readable: drop what the client sent; close it at its end."""
+        with self.conns_lock:
+            due, conn = self.lingering.get(fd, (None, None))
+        if conn is None:
+            return
+        if _drain(conn.sock):
+            self.close_now(fd, conn)
+            return
+        try:
+            self.epoll.modify(fd, _ARMED)
+        except OSError:
+            pass  # closed by close_idle meanwhile
+
+    def close_now(self, fd, conn):
+        """Close a lingering connection, unless another thread just did (its fd may be reused)."""
+        with self.conns_lock:
+            if self.lingering.get(fd, (None, None))[1] is not conn:
+                return
+            del self.lingering[fd]
+        self.unregister_and_close(fd, conn)
+
+    def unregister_and_close(self, fd, conn):
+        """For the one thread that took ``conn`` out of ``conns`` or ``lingering``."""
+        try:
+            self.epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        conn.close()
 
     def close_idle(self, now):
         """Close the connections idle since ``now`` or before, and those lingering after a graceful
@@ -341,17 +379,12 @@ class StorefrontThreadWorker(ThreadWorker):
                 del self.conns[fd]
                 self.keepalived_conns.discard(conn)
                 self.nr_conns -= 1
-            closing = [conn for due, conn in self.lingering if due <= now]
-            self.lingering = [(due, conn) for due, conn in self.lingering if due > now]
+            closing = [(fd, conn) for fd, (due, conn) in self.lingering.items() if due <= now]
         for fd, conn in expired:
-            try:
-                self.epoll.unregister(fd)
-            except (OSError, ValueError):
-                pass
-            conn.close()
-        for conn in closing:
+            self.unregister_and_close(fd, conn)
+        for fd, conn in closing:
             _drain(conn.sock)  # what the client sent meanwhile, so closing does not reset
-            conn.close()
+            self.close_now(fd, conn)
 
     # -- accepting --------------------------------------------------------------------------------
 
@@ -450,15 +483,19 @@ def _has_bytes(conn) -> bool:
         return False
 
 
-def _drain(sock, limit=65536) -> None:
+def _drain(sock, limit=65536) -> bool:
+    """Read and drop what waits on ``sock`` (up to ``limit`` bytes); True once the peer has closed."""
     try:
         while limit > 0:
             data = socket.socket.recv(sock, 4096, socket.MSG_DONTWAIT)
             if not data:
-                return
+                return True
             limit -= len(data)
+    except (BlockingIOError, InterruptedError):
+        return False
     except (OSError, ValueError):
-        return
+        return True  # reset, or closed: nothing more to wait for
+    return False
 
 
 _date: tuple[int, str] = (0, "")

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,10 @@ class LoopServer:
                 resource.RLIMIT_NOFILE, (open_files, open_files)))
         wait_for_port(self.port, timeout=30)
         assert get(self.port, "/healthz") == b"/healthz"  # the worker is up
+
+    def worker_open_files(self) -> int:
+        (worker,) = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return len(os.listdir(f"/proc/{worker}/fd"))
 
     def output(self) -> str:
         self.log.seek(0)
@@ -224,3 +229,23 @@ def test_out_of_file_descriptors_the_worker_keeps_serving_once_some_close() -> N
 def test_what_loading_made_is_frozen_out_of_the_collectors_sight(server: LoopServer) -> None:
     # gunicorn and this app's modules at least; the production app adds tens of thousands more.
     assert int(get(server.port, "/gc/frozen")) > 5_000
+
+
+def test_a_connection_closed_after_its_answer_is_let_go_once_the_client_closes(server: LoopServer) -> None:
+    """A graceful close holds no thread, and no file either once the client has closed its side."""
+    before = server.worker_open_files()
+    for number in range(200):
+        assert get(server.port, f"/echo/{number}") == f"/echo/{number}".encode()  # Connection: close
+    time.sleep(0.3)  # far less than the 2 s a close may linger for a client that does not close
+    assert server.worker_open_files() < before + 20
+
+
+def test_a_client_that_does_not_close_is_let_go_after_the_linger(server: LoopServer) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(request("/echo/x", close=True))
+        assert read_response(sock, bytearray())[1] == b"/echo/x"
+        assert closed_by_server_within(sock, 1)  # the end of the answer: the server shut its side
+        opened = server.worker_open_files()
+        sock.sendall(b"more bytes the server reads and drops")
+        time.sleep(3.5)
+        assert server.worker_open_files() < opened
