@@ -65,22 +65,21 @@ control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 errorlog = "-"
 
-# Prometheus multiprocess mode: every worker writes its metrics to files in one directory and
-# /metrics sums them. The directory must exist, and be emptied, before any worker imports
-# prometheus_client, so it is prepared here, in the master.
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if not _metrics_dir:
-    import tempfile
-
-    _metrics_dir = tempfile.mkdtemp(prefix="storefront-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
-
 
 def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
-    os.makedirs(_metrics_dir, exist_ok=True)
-    for name in os.listdir(_metrics_dir):
+    """Prometheus multiprocess mode: every worker writes its metrics to files in one directory and
+    /metrics sums them. The directory must exist, and be emptied, before any worker imports
+    prometheus_client, so the master prepares it (a temporary one unless named) before it forks
+    them. Here, not as this file loads: reading the settings changes no environment."""
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not metrics_dir:
+        import tempfile
+
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="storefront-metrics-")
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):
         if name.endswith(".db"):
-            os.unlink(os.path.join(_metrics_dir, name))
+            os.unlink(os.path.join(metrics_dir, name))
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
@@ -183,6 +182,8 @@ class StorefrontThreadWorker(ThreadWorker):
         self.conns_lock = threading.Lock()
         self.stop_requested = threading.Event()
         self.listeners = {listener.fileno(): listener for listener in self.sockets}
+        for listener in self.sockets:
+            listener.setblocking(False)  # accept() takes what waits, up to EAGAIN
         self.serving = True
         self._accepting = False
         base_worker.Worker.init_process(self)
@@ -396,8 +397,7 @@ class StorefrontThreadWorker(ThreadWorker):
         if enabled == self._accepting:
             return
         self._accepting = enabled
-        for fd, listener in self.listeners.items():
-            listener.setblocking(False)
+        for fd in self.listeners:
             try:
                 self.epoll.modify(fd, _ARMED if enabled else 0)
             except FileNotFoundError:
@@ -413,7 +413,6 @@ class StorefrontThreadWorker(ThreadWorker):
                 if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
                     break
                 raise
-            client.setblocking(True)
             conn = TConn(self.cfg, client, address, listener.getsockname())
             conn.set_timeout()
             fd = client.fileno()
@@ -477,9 +476,7 @@ def _has_bytes(conn) -> bool:
     keepalive that a thread is about to read is not closed under it."""
     try:
         return bool(socket.socket.recv(conn.sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except (BlockingIOError, InterruptedError):
-        return False
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # nothing waiting (EAGAIN), or a socket already gone
         return False
 
 
@@ -519,7 +516,7 @@ class ParsedAnswer:
     of which the app's answers have). The body is left out where gunicorn leaves it out (HEAD, 304).
     """
 
-    __slots__ = ("head", "rest")
+    __slots__ = ("head", "headers", "body")
 
     def __init__(self, req, answer) -> None:
         status, headers, body = answer
@@ -538,10 +535,12 @@ class ParsedAnswer:
             raise ValueError("a body without Content-Length")
         self.head = (f"HTTP/{req.version[0]}.{req.version[1]} {status}\r\n"
                      f"Server: {gunicorn_wsgi.SERVER}\r\nDate: {http_date()}\r\n").encode("latin-1")
-        self.rest = b"".join([rest.encode("latin-1"), *(() if omits_body else body)])
+        self.headers = rest.encode("latin-1")
+        self.body = () if omits_body else body
 
     def bytes(self, close: bool) -> bytes:
-        return b"".join((self.head, _CLOSE if close else _KEEP_ALIVE, self.rest))
+        """Everything, joined once (the Connection header waits for gthread's keep-alive decision)."""
+        return b"".join((self.head, _CLOSE if close else _KEEP_ALIVE, self.headers, *self.body))
 
 
 # Header names already found valid: the app's answers use a handful.

@@ -183,7 +183,6 @@ class Bench:
             env["GUNICORN_WORKERS"] = str(self.args.workers)
         if self.args.threads:
             env["GUNICORN_THREADS"] = str(self.args.threads)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.work / "metrics-probe")
         return gunicorn_settings(env, self.cpus.server)
 
     # -- environment and servers --------------------------------------------------------------------

@@ -186,27 +186,36 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 
 
 class GunicornServer:
-    """The app as production runs it: `init-db`, `seed-demo`, then gunicorn with gunicorn.conf.py."""
+    """The app as production runs it: `init-db`, `seed-demo`, then gunicorn with gunicorn.conf.py.
+
+    ``app``: another WSGI app under the same settings (no database is made for it; it answers
+    /healthz too); ``open_files``: the server's limit of open files (RLIMIT_NOFILE).
+    """
 
     def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, seed: bool = True,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), app: str = "wsgi:app",
+                 open_files: int | None = None) -> None:
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STOREFRONT_", "PROMETHEUS_"))}
         self.env.update(env)
-        flask = os.path.join(VENV_BIN, "flask")
-        subprocess.run([flask, "--app", "storefront", "init-db"], cwd=ROOT, env=self.env, check=True,
-                       capture_output=True, timeout=60)
-        if seed:
-            subprocess.run([flask, "--app", "storefront", "seed-demo"], cwd=ROOT, env=self.env, check=True,
-                           capture_output=True, timeout=60)
+        if app == "wsgi:app":
+            flask = os.path.join(VENV_BIN, "flask")
+            for command in ("init-db", "seed-demo") if seed else ("init-db",):
+                subprocess.run([flask, "--app", "storefront", command], cwd=ROOT, env=self.env, check=True,
+                               capture_output=True, timeout=60)
+        import resource
         import tempfile
+
+        def limit_open_files() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
         # A file, not a pipe: a chatty server must never block on a full pipe nobody reads.
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--threads", str(threads), *extra_args, "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+             "--workers", str(workers), "--threads", str(threads), *extra_args, app],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=limit_open_files,
         )
         try:
             wait_for_port(self.port, timeout=30)
@@ -245,9 +254,14 @@ class GunicornServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        output = self.output()
+        if not self.log.closed:
+            self.log.close()
+        return output
+
+    def output(self) -> str:
+        """What gunicorn has written so far (all of it, once stopped)."""
         if self.log.closed:
             return ""
         self.log.seek(0)
-        output = self.log.read().decode("utf-8", "replace")
-        self.log.close()
-        return output
+        return self.log.read().decode("utf-8", "replace")

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import re
-import runpy
 import secrets
 import shlex
 import subprocess
@@ -15,7 +14,6 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import yaml
 
@@ -154,17 +152,10 @@ def gunicorn_environment_names() -> set[str]:
     return set(re.findall(r"""os\.environ\.get\(\s*["'](GUNICORN_[A-Z_]+)["']""", GUNICORN_CONF.read_text()))
 
 
-def gunicorn_conf_in_process(metrics_dir: str = "unused") -> dict[str, Any]:
-    """gunicorn.conf.py's names, loaded in this process with the environment left as it was: the
-    file names a metrics directory in os.environ when none is set, and later tests would see it."""
-    with mock.patch.dict(os.environ, {"PROMETHEUS_MULTIPROC_DIR": metrics_dir}):
-        return runpy.run_path(str(GUNICORN_CONF))
-
-
 def effective_gunicorn_config(environment: Mapping[str, str], metrics_dir: Path) -> dict[str, Any]:
     """gunicorn.conf.py evaluated, in a child process, under ``environment``: the values gunicorn uses.
 
-    A child process, because the file sets PROMETHEUS_MULTIPROC_DIR in os.environ as it loads."""
+    A child process, so that ``environment`` is all the file sees."""
     env = {"PATH": os.environ.get("PATH", ""), **environment, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     script = ("import json, runpy, sys; config = runpy.run_path(sys.argv[1]); "
               f"print(json.dumps({{name: config[name] for name in {GUNICORN_NAMES!r}}}))")

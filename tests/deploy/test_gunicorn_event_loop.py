@@ -9,11 +9,8 @@ limit, and a stop that still answers a request arriving on a kept-alive connecti
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,39 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT, VENV_BIN, free_port, wait_for_port
+from tests.services import GunicornServer
 
 pytestmark = pytest.mark.slow
 
 
-class LoopServer:
+class LoopServer(GunicornServer):
+    """One worker serving tests/deploy/loop_app.py; ``args``: gunicorn's, after the defaults."""
+
     def __init__(self, *args: str, open_files: int | None = None) -> None:
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("STOREFRONT_", "PROMETHEUS_", "GUNICORN_"))}
-        self.process = subprocess.Popen(
-            [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "1", *args, "tests.deploy.loop_app:app"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            preexec_fn=None if open_files is None else lambda: resource.setrlimit(
-                resource.RLIMIT_NOFILE, (open_files, open_files)))
-        wait_for_port(self.port, timeout=30)
-        assert get(self.port, "/healthz") == b"/healthz"  # the worker is up
+        super().__init__({}, workers=1, extra_args=args, app="tests.deploy.loop_app:app",
+                         open_files=open_files)
 
     def worker_open_files(self) -> int:
         (worker,) = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         return len(os.listdir(f"/proc/{worker}/fd"))
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-        self.log.close()
 
 
 @pytest.fixture

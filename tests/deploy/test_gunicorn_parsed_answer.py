@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import runpy
 import socket
 from types import SimpleNamespace
 from typing import Any
@@ -11,9 +12,9 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http import wsgi as gunicorn_wsgi
 
-from tests.deploy.deploy_files import gunicorn_conf_in_process
+from tests.deploy.deploy_files import GUNICORN_CONF
 
-CONF = gunicorn_conf_in_process()
+CONF = runpy.run_path(str(GUNICORN_CONF))
 ParsedAnswer = CONF["ParsedAnswer"]
 BODY = b"console.log('widget');"
 HEADERS = [("Cache-Control", "public, max-age=60"), ("Vary", "Accept-Encoding"), ("ETag", '"abc"'),

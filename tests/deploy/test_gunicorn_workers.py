@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -11,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.deploy_files import GUNICORN_CONF, ROOT, gunicorn_conf_in_process
+from tests.deploy.deploy_files import GUNICORN_CONF, ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return gunicorn_conf_in_process(str(tmp_path_factory.mktemp("metrics")))
+def config() -> dict[str, Any]:
+    return runpy.run_path(str(GUNICORN_CONF))
 
 
 def cgroup(tmp_path: Path, files: dict[str, str]) -> str:
